@@ -1,0 +1,45 @@
+# ATS: the two commands a newcomer needs are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Which Dagster instance file to use: dagster.yaml (embedded default, SQLite) or
+# deployment/dagster.yaml (PostgreSQL storage; needs the TIMESCALEDB_* variables).
+INSTANCE ?= dagster.yaml
+
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+export ATS_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: install instance demo test lint format dev clean
+
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+instance:
+	@mkdir -p $(DAGSTER_HOME)
+	@cp $(INSTANCE) $(DAGSTER_HOME)/dagster.yaml
+
+demo: install instance
+	$(BIN)/ats demo
+
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+dev: install instance
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf .dagster data

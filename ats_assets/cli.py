@@ -1,0 +1,158 @@
+"""The ``ats`` command: run the pipeline over a window and summarise the warehouse.
+
+``ats demo`` materializes every asset for a window of trading days into the Dagster instance at
+``$DAGSTER_HOME`` (so the runs show in the UI) and prints a summary. Mistakes in settings or dates
+end in one line on stderr that says what to fix, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import date
+
+from ats_assets.core.calendar import CalendarError, nyse_calendar, parse_day
+from ats_resources.settings import ConfigError, Settings
+from ats_resources.warehouse.base import WarehouseError
+
+# The documented default window: 25 sessions spanning the end of daylight saving time
+# (2024-11-03), the Thanksgiving holiday (2024-11-28) and its early close (2024-11-29).
+DEMO_START = date(2024, 10, 28)
+DEMO_END = date(2024, 12, 2)
+
+
+class UsageError(ValueError):
+    """A command-line mistake, reported in one line."""
+
+
+def _session_arg(text: str, what: str) -> date:
+    day = parse_day(text)
+    calendar = nyse_calendar()
+    if not calendar.is_session(day):
+        before = calendar.previous_session(day)
+        raise UsageError(
+            f"--{what} {day} is not a trading session (weekend or exchange holiday); "
+            f"use a session such as {before}"
+        )
+    return day
+
+
+def run_window(start: date, end: date) -> bool:
+    """Materialize every asset for sessions ``start..end``; True when the run succeeded."""
+    import dagster as dg
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from ats_assets.definitions import defs
+
+    if os.environ.get("DAGSTER_HOME"):
+        instance = dg.DagsterInstance.get()
+    else:
+        print("note: DAGSTER_HOME is not set; this run is not recorded for the UI", file=sys.stderr)
+        instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_implicit_global_asset_job_def()
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+    }
+    with instance:
+        run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        result = job.execute_in_process(
+            run_config=run_config, instance=instance, tags=tags, raise_on_error=False
+        )
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+                print(
+                    f"error: step {event.step_key} failed: {event.step_failure_data.error.message.strip()}",
+                    file=sys.stderr,
+                )
+        failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+        for evaluation in failed_checks:
+            print(
+                f"error: check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed",
+                file=sys.stderr,
+            )
+        print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+        return result.success and not failed_checks
+
+
+def summary(settings: Settings, start: date | None = None, end: date | None = None) -> str:
+    """A short table of what the warehouse holds (for sessions ``start..end``, when given)."""
+    import polars as pl
+
+    from ats_resources.settings import build_resources
+
+    warehouse = build_resources(settings)["warehouse"]
+    existing = warehouse.tables()
+    header = (
+        f"{'asset':<14}{'rows':>12}{'sessions':>10}{'min tickers/session':>21}  time range (UTC)"
+    )
+    lines = [header, "-" * len(header)]
+    for table in ("raw_bars", "raw_quotes", "options_flow"):
+        if table not in existing:
+            lines.append(f"{table:<14}{'not materialized':>12}")
+            continue
+        per_session = warehouse.partition_summary(table)
+        if start and end:
+            per_session = per_session.filter(pl.col("session").is_between(start, end))
+        lines.append(
+            f"{table:<14}{per_session['rows'].sum():>12,}{len(per_session):>10}{per_session['tickers'].min() or 0:>21}"
+            f"  {per_session['first_ts'].min()} .. {per_session['last_ts'].max()}"
+        )
+    lines.append(f"data lives in: {warehouse.location} (DuckDB; one table per asset)")
+    return "\n".join(lines)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    start, end = _session_arg(args.start, "start"), _session_arg(args.end, "end")
+    if end < start:
+        raise UsageError(f"--end {end} is before --start {start}; swap them")
+    sessions = nyse_calendar().sessions_between(start, end)
+    print(
+        f"materializing raw_bars, raw_quotes, options_flow for {len(sessions)} sessions {start} .. {end} "
+        f"(market data: {settings.market_data}, warehouse: {settings.warehouse})"
+    )
+    began = time.perf_counter()
+    ok = run_window(start, end)
+    print(f"took {time.perf_counter() - began:.1f} s\n")
+    print(summary(settings, start, end))
+    print("\nopen the UI: make dev, then http://127.0.0.1:3000 (Assets -> market_data)")
+    return 0 if ok else 1
+
+
+def _summary(args: argparse.Namespace) -> int:
+    print(summary(Settings.from_env()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ats", description="ATS: autonomous trading system on Dagster"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser(
+        "demo", help="materialize every asset for a window of sessions and print a summary"
+    )
+    demo.add_argument(
+        "--start", default=DEMO_START.isoformat(), help=f"first session (default {DEMO_START})"
+    )
+    demo.add_argument(
+        "--end", default=DEMO_END.isoformat(), help=f"last session (default {DEMO_END})"
+    )
+    demo.set_defaults(handler=_demo)
+    sub.add_parser("summary", help="what the warehouse holds").set_defaults(handler=_summary)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, CalendarError, UsageError, WarehouseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

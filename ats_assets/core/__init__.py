@@ -1,0 +1,1 @@
+"""Pure computation for ATS: polars in, polars out. Nothing here imports dagster."""

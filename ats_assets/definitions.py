@@ -1,0 +1,20 @@
+"""The ATS code location: every asset, check and resource, assembled in one place.
+
+Loading it must stay light (no torch, no xgboost): tests/test_definitions.py checks this.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ats_assets.market_data.assets import market_data_assets
+from ats_resources.settings import Settings, build_resources
+
+settings = Settings.from_env()
+
+defs = dg.Definitions(
+    assets=market_data_assets,
+    resources=build_resources(settings),
+    # One process per run: DuckDB allows a single writer, and the steps are I/O-light.
+    executor=dg.in_process_executor,
+)

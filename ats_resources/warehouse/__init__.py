@@ -1,0 +1,7 @@
+"""The warehouse: tables of asset data, replaced a partition window at a time."""
+
+from ats_resources.warehouse.base import WarehouseError, WarehouseResource
+from ats_resources.warehouse.duckdb import DuckDBWarehouse
+from ats_resources.warehouse.io_manager import WarehouseIOManager
+
+__all__ = ["DuckDBWarehouse", "WarehouseError", "WarehouseIOManager", "WarehouseResource"]
