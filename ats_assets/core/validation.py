@@ -31,6 +31,13 @@ class RuleOutcome:
         return self.failed_rows == 0
 
 
+def _missing(*cols: str) -> pl.Expr:
+    """True where any of ``cols`` is null or NaN (comparisons would otherwise skip or sort them)."""
+    return pl.any_horizontal(
+        [pl.col(c).is_null() | pl.col(c).is_nan().fill_null(False) for c in cols]
+    )
+
+
 def _not_positive(*cols: str) -> pl.Expr:
     return pl.any_horizontal([~(pl.col(c) > 0).fill_null(False) | pl.col(c).is_nan() for c in cols])
 
@@ -65,7 +72,8 @@ OHLC_CONSISTENT = Rule(
     violation=~(
         (pl.col("low") <= pl.min_horizontal("open", "close"))
         & (pl.max_horizontal("open", "close") <= pl.col("high"))
-    ).fill_null(False),
+    ).fill_null(False)
+    | _missing("open", "high", "low", "close"),
 )
 
 
@@ -80,7 +88,7 @@ def non_negative(*cols: str) -> Rule:
 BID_NOT_ABOVE_ASK = Rule(
     name="bid_not_above_ask",
     description="bid <= ask (a crossed quote is invalid)",
-    violation=~(pl.col("bid") <= pl.col("ask")).fill_null(False),
+    violation=~(pl.col("bid") <= pl.col("ask")).fill_null(False) | _missing("bid", "ask"),
 )
 
 EXPIRY_NOT_BEFORE_SESSION = Rule(
@@ -98,7 +106,11 @@ def evaluate(
     ``bounds`` (``session``, ``session_open``, ``session_close``) is joined on ``session`` first
     so that session rules can see the session's open and close.
     """
-    checked = frame if bounds is None else frame.join(bounds, on="session", how="left")
+    checked = (
+        frame
+        if bounds is None
+        else frame.join(bounds.unique("session"), on="session", how="left", maintain_order="left")
+    )
     flags = checked.select([r.violation.alias(r.name) for r in rules])
     counts = flags.sum().row(0, named=True) if len(frame) else {r.name: 0 for r in rules}
     outcomes = []

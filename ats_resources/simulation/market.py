@@ -282,6 +282,12 @@ class SimulatedMarket:
             "weeks": rng.geometric(0.35, m) - 1,
         }
 
+    def _expiry(self, friday: date) -> date:
+        """Options expire on Friday, or on the session before it when Friday is a holiday."""
+        if friday > self.calendar.end or self.calendar.is_session(friday):
+            return friday
+        return self.calendar.previous_session(friday)
+
     def _bars_frame(
         self,
         rng,
@@ -384,7 +390,7 @@ class SimulatedMarket:
             if m
             else np.empty(0, "datetime64[us]")
         )
-        expiry = [day + timedelta(days=int(x)) for x in expiry_days]
+        expiry = [self._expiry(day + timedelta(days=int(x))) for x in expiry_days]
         frame = (
             pl.DataFrame(
                 {
