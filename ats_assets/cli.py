@@ -14,6 +14,7 @@ import time
 from datetime import date
 
 from ats_assets.core.calendar import CalendarError, nyse_calendar, parse_day
+from ats_assets.market_data.specs import MARKET_DATA_SPECS
 from ats_resources.settings import ConfigError, Settings
 from ats_resources.warehouse.base import WarehouseError
 
@@ -89,21 +90,29 @@ def summary(settings: Settings, start: date | None = None, end: date | None = No
     warehouse = build_resources(settings)["warehouse"]
     existing = warehouse.tables()
     header = (
-        f"{'asset':<14}{'rows':>12}{'sessions':>10}{'min tickers/session':>21}  time range (UTC)"
+        f"{'asset':<14}{'rows':>12}{'sessions':>10}{'min tickers/session':>21}{'quarantined':>13}"
+        "  time range (UTC)"
     )
     lines = [header, "-" * len(header)]
-    for table in ("raw_bars", "raw_quotes", "options_flow"):
-        if table not in existing:
-            lines.append(f"{table:<14}{'not materialized':>12}")
+    for spec in MARKET_DATA_SPECS:
+        if spec.name not in existing:
+            lines.append(f"{spec.name:<14}{'not materialized':>12}")
             continue
-        per_session = warehouse.partition_summary(table)
+        per_session = warehouse.partition_summary(spec.name)
+        quarantined = (
+            warehouse.partition_summary(spec.quarantine)
+            if spec.quarantine in existing
+            else per_session.clear()
+        )
         if start and end:
             per_session = per_session.filter(pl.col("session").is_between(start, end))
+            quarantined = quarantined.filter(pl.col("session").is_between(start, end))
         lines.append(
-            f"{table:<14}{per_session['rows'].sum():>12,}{len(per_session):>10}{per_session['tickers'].min() or 0:>21}"
+            f"{spec.name:<14}{per_session['rows'].sum():>12,}{len(per_session):>10}"
+            f"{per_session['tickers'].min() or 0:>21}{quarantined['rows'].sum():>13,}"
             f"  {per_session['first_ts'].min()} .. {per_session['last_ts'].max()}"
         )
-    lines.append(f"data lives in: {warehouse.location} (DuckDB; one table per asset)")
+    lines.append(f"data lives in: {warehouse.location} ({settings.warehouse}; one table per asset)")
     return "\n".join(lines)
 
 
@@ -114,7 +123,8 @@ def _demo(args: argparse.Namespace) -> int:
         raise UsageError(f"--end {end} is before --start {start}; swap them")
     sessions = nyse_calendar().sessions_between(start, end)
     print(
-        f"materializing raw_bars, raw_quotes, options_flow for {len(sessions)} sessions {start} .. {end} "
+        f"materializing {', '.join(s.name for s in MARKET_DATA_SPECS)} for {len(sessions)} sessions "
+        f"{start} .. {end} "
         f"(market data: {settings.market_data}, warehouse: {settings.warehouse})"
     )
     began = time.perf_counter()

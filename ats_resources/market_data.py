@@ -1,8 +1,10 @@
 """Market-data sources: the interface the assets call, and the simulated market behind it.
 
-A source serves the universe, 1-minute bars, NBBO quotes and options-flow alerts for a time range
-as polars frames with UTC timestamps. Vendor clients (Polygon, Alpaca, Unusual Whales) implement
-the same methods; tests can hand in any object that does.
+A source serves the universe and, for a list of tickers and a time range, 1-minute bars, NBBO
+quotes, trades and options-flow alerts as polars frames with UTC timestamps, in the columns of
+``ats_assets.market_data.specs`` (without ``session``). Each call returns :class:`Fetched`: the
+rows, plus the tickers that failed for good and why. Vendor clients (Polygon, Alpaca, Unusual
+Whales) implement the same methods; tests can hand in any object that does.
 """
 
 from collections.abc import Sequence
@@ -15,22 +17,27 @@ from pydantic import Field
 
 from ats_assets.core.calendar import EXCHANGE_TZ, nyse_calendar
 from ats_resources.simulation.market import SimulatedDay, SimulationConfig, simulated_market
+from ats_resources.vendors.collect import Fetched
 
 
 @runtime_checkable
 class MarketData(Protocol):
-    """Bars and quotes for a universe of tickers."""
+    """Bars, quotes and trades for a universe of tickers."""
 
     def universe(self) -> pl.DataFrame:
         """``ticker`` and ``sector`` of every name the source serves."""
         ...
 
-    def bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> pl.DataFrame:
+    def bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
         """1-minute bars labelled by open time with ``start <= ts < end``."""
         ...
 
-    def quotes(self, symbols: Sequence[str], start: datetime, end: datetime) -> pl.DataFrame:
+    def quotes(self, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
         """NBBO quotes with ``start <= ts < end``."""
+        ...
+
+    def trades(self, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
+        """Trade prints with ``start <= ts < end``."""
         ...
 
 
@@ -38,7 +45,7 @@ class MarketData(Protocol):
 class OptionsFlowData(Protocol):
     """Options-flow alerts (unusual options activity)."""
 
-    def options_flow(self, symbols: Sequence[str], start: datetime, end: datetime) -> pl.DataFrame:
+    def options_flow(self, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
         """Alerts with ``start <= ts < end``; premium in dollars, size in contracts."""
         ...
 
@@ -83,20 +90,23 @@ class SimulatedMarketResource(dg.ConfigurableResource):
         sessions = nyse_calendar().sessions_between(first, last)
         return [self._market().day(d) for d in sessions]
 
-    def _select(
-        self, frames: list[pl.DataFrame], symbols: Sequence[str], start: datetime, end: datetime
-    ) -> pl.DataFrame:
+    def _select(self, kind: str, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
+        frames = [getattr(day, kind) for day in self._days(start, end)]
         if not frames:
-            return pl.DataFrame()
-        return pl.concat(frames).filter(
+            return Fetched(pl.DataFrame())
+        frame = pl.concat(frames).filter(
             pl.col("ticker").is_in(list(symbols)) & (pl.col("ts") >= start) & (pl.col("ts") < end)
         )
+        return Fetched(frame)
 
-    def bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> pl.DataFrame:
-        return self._select([d.bars for d in self._days(start, end)], symbols, start, end)
+    def bars(self, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
+        return self._select("bars", symbols, start, end)
 
-    def quotes(self, symbols: Sequence[str], start: datetime, end: datetime) -> pl.DataFrame:
-        return self._select([d.quotes for d in self._days(start, end)], symbols, start, end)
+    def quotes(self, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
+        return self._select("quotes", symbols, start, end)
 
-    def options_flow(self, symbols: Sequence[str], start: datetime, end: datetime) -> pl.DataFrame:
-        return self._select([d.options_flow for d in self._days(start, end)], symbols, start, end)
+    def trades(self, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
+        return self._select("trades", symbols, start, end)
+
+    def options_flow(self, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
+        return self._select("options_flow", symbols, start, end)

@@ -62,7 +62,7 @@ def test_a_five_partition_backfill_from_the_command_line_succeeds(cli_env, tmp_p
     cmd = [
         sys.executable, "-m", "dagster", "asset", "materialize",
         "-m", "ats_assets.definitions",
-        "--select", "raw_bars,raw_quotes,options_flow",
+        "--select", "group:market_data",
         "--partition-range", "2024-03-04...2024-03-08",
     ]  # fmt: skip
     result = run(cmd, cli_env)

@@ -91,6 +91,7 @@ class SimulatedDay:
 
     bars: pl.DataFrame
     quotes: pl.DataFrame
+    trades: pl.DataFrame
     options_flow: pl.DataFrame
     planted: pl.DataFrame  # options_flow's event_id with the hidden ``informed`` flag and drift
 
@@ -250,7 +251,13 @@ class SimulatedMarket:
         )
         quotes = self._quotes_frame(rng, params, minute_times, open_, close)
         options_flow, planted = self._flow_frames(rng, day, flow, minute_times, close)
-        return SimulatedDay(bars=bars, quotes=quotes, options_flow=options_flow, planted=planted)
+        # Trades use their own random stream, so adding them left every other frame unchanged.
+        trades = self._trades_frame(
+            np.random.default_rng([cfg.seed, 3, t]), minute_times, high, low
+        )
+        return SimulatedDay(
+            bars=bars, quotes=quotes, trades=trades, options_flow=options_flow, planted=planted
+        )
 
     def _flow_events(
         self, rng: np.random.Generator, params: RegimeParams, n_min: int, volume_profile: np.ndarray
@@ -360,6 +367,41 @@ class SimulatedMarket:
                 "ask_size": (100 * (1 + rng.poisson(3.0, mid.shape))).ravel().astype(np.int64),
             }
         ).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+
+    def _trades_frame(self, rng, minute_times, high, low) -> pl.DataFrame:
+        """A thinned tape: 1-4 prints per ticker-minute inside the minute's range (not every trade)."""
+        u = self.universe
+        n_names, n_min = high.shape
+        counts = np.minimum(1 + rng.poisson(1.0, (n_names, n_min)), 4).ravel()
+        ticker = np.repeat(np.repeat(np.arange(n_names), n_min), counts)
+        minute = np.repeat(np.tile(np.arange(n_min), n_names), counts)
+        lo, hi = low[ticker, minute], high[ticker, minute]
+        price = np.clip(
+            np.round(lo + (hi - lo) * rng.random(len(ticker)), 2), np.round(lo, 2), np.round(hi, 2)
+        )
+        odd_lot = rng.random(len(ticker)) < 0.3
+        size = np.where(
+            odd_lot, rng.integers(1, 100, len(ticker)), 100 * rng.geometric(0.5, len(ticker))
+        )
+        ts = minute_times[minute] + (rng.random(len(ticker)) * 59_999_999).astype(np.int64) * _US
+        return (
+            pl.DataFrame(
+                {
+                    "ticker": u.tickers[ticker],
+                    "ts": ts,
+                    "price": price,
+                    "size": size.astype(np.float64),
+                    "exchange": np.array(["N", "Q", "P", "Z", "V", "D"])[
+                        rng.integers(0, 6, len(ticker))
+                    ],
+                    "conditions": np.where(odd_lot, "I", ""),
+                }
+            )
+            .with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+            .sort("ticker", "ts")
+            .with_columns(trade_id=pl.int_range(pl.len()).over("ticker").cast(pl.Utf8))
+            .select("ticker", "ts", "trade_id", "price", "size", "exchange", "conditions")
+        )
 
     def _flow_frames(
         self, rng, day: date, flow, minute_times, close
