@@ -1,0 +1,1 @@
+"""Vendor market-data clients (Polygon, Alpaca, Unusual Whales) and their shared HTTP machinery."""
