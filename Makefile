@@ -11,7 +11,7 @@ INSTANCE ?= dagster.yaml
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export ATS_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install instance demo test lint format dev bench clean
+.PHONY: install instance demo test lint format dev bench bench-ingest clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ format: install
 
 bench: install
 	$(BIN)/python -m benchmarks.foundation
+
+bench-ingest: install
+	$(BIN)/python -m benchmarks.ingest
 
 dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

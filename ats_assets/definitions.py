@@ -9,11 +9,14 @@ import dagster as dg
 
 from ats_assets.market_data.assets import market_data_assets
 from ats_resources.settings import Settings, build_resources
+from ats_sensors.schedules import daily_market_data_schedule, market_data_job
 
 settings = Settings.from_env()
 
 defs = dg.Definitions(
     assets=market_data_assets,
+    jobs=[market_data_job],
+    schedules=[daily_market_data_schedule],
     resources=build_resources(settings),
     # One process per run: DuckDB allows a single writer, and the steps are I/O-light.
     executor=dg.in_process_executor,

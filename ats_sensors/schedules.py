@@ -1,0 +1,39 @@
+"""Market-calendar schedules.
+
+``daily_market_data_schedule`` ingests the day's market data every weekday at 18:15 New York time,
+after the regular close (16:00, or 13:00 on an early close) and after the day's partition exists
+(see ats_assets/partitions.py); on exchange holidays it skips with the reason. It starts stopped:
+turn it on in the UI (Automation) or with ``dagster schedule start daily_market_data_schedule``.
+"""
+
+import dagster as dg
+
+from ats_assets.core.calendar import EXCHANGE_TZ, nyse_calendar
+
+market_data_job = dg.define_asset_job(
+    "market_data_job",
+    selection=dg.AssetSelection.groups("market_data"),
+    description="Ingest raw bars, quotes, trades and options flow (with quarantines) for trading days.",
+)
+
+
+@dg.schedule(
+    job=market_data_job,
+    cron_schedule="15 18 * * 1-5",
+    execution_timezone="America/New_York",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="After the close on trading days: the day's market-data partition.",
+)
+def daily_market_data_schedule(context: dg.ScheduleEvaluationContext):
+    day = context.scheduled_execution_time.astimezone(EXCHANGE_TZ).date()
+    calendar = nyse_calendar()
+    if not calendar.is_session(day):
+        return dg.SkipReason(
+            f"{day} is not a trading session (exchange holiday): nothing to ingest"
+        )
+    close = calendar.session_close(day).astimezone(EXCHANGE_TZ)
+    return dg.RunRequest(
+        run_key=f"market-data-{day.isoformat()}",
+        partition_key=day.isoformat(),
+        tags={"ats/session_close": close.strftime("%H:%M %Z")},
+    )
