@@ -13,7 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC
+from typing import Any, ClassVar
 
 import httpx
 
@@ -23,7 +24,22 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class RateLimiter:
-    """Token bucket: at most ``per_minute`` acquisitions per rolling minute, shared by threads."""
+    """Token bucket: at most ``per_minute`` acquisitions per rolling minute, shared by threads.
+
+    :meth:`shared` hands out one limiter per vendor and base URL for the whole process, so
+    consecutive calls and concurrent assets of one run draw on the same budget.
+    """
+
+    _registry: ClassVar[dict[tuple[str, str, float], "RateLimiter"]] = {}
+    _registry_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, vendor: str, base_url: str, per_minute: float) -> "RateLimiter":
+        key = (vendor, base_url, per_minute)
+        with cls._registry_lock:
+            if key not in cls._registry:
+                cls._registry[key] = cls(per_minute)
+            return cls._registry[key]
 
     def __init__(
         self,
@@ -81,6 +97,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:  # "-0000" means UTC with no claim about the sender's zone
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -94,10 +112,12 @@ class RequestStats:
     retry_after_waits: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, **deltas: float) -> None:
+    def add(self, retry_after: float | None = None, **deltas: float) -> None:
         with self._lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
+            if retry_after is not None:
+                self.retry_after_waits.append(retry_after)
 
 
 class VendorHttp:
@@ -119,9 +139,23 @@ class VendorHttp:
         self.vendor = vendor
         self.secrets = secrets
         self.retry = retry or RetryPolicy()
-        self.limiter = RateLimiter(requests_per_minute)
         self.stats = RequestStats()
-        self._sleep = sleep
+        if sleep is time.sleep:
+            self.limiter = RateLimiter.shared(vendor, base_url, requests_per_minute)
+            self._sleep = sleep
+        else:
+            # An injected sleep (tests) does not pass real time: give this client a limiter on
+            # a clock that advances by what was "slept", so waiting never busy-spins.
+            slept = [0.0]
+
+            def virtual_sleep(seconds: float) -> None:
+                slept[0] += seconds
+                sleep(seconds)
+
+            self.limiter = RateLimiter(
+                requests_per_minute, clock=lambda: time.monotonic() + slept[0]
+            )
+            self._sleep = virtual_sleep
         self._rng = random.Random(seed)
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"), headers=dict(headers or {}), timeout=timeout_s
@@ -199,7 +233,5 @@ class VendorHttp:
             delay = max(self.retry.backoff(attempt, self._rng), retry_after or 0.0)
             if elapsed + delay > self.retry.max_elapsed_s:
                 raise failure
-            if retry_after is not None:
-                self.stats.retry_after_waits.append(retry_after)
-            self.stats.add(retries=1, waited_s=delay)
+            self.stats.add(retry_after=retry_after, retries=1, waited_s=delay)
             self._sleep(delay)

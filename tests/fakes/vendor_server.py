@@ -61,6 +61,7 @@ class FakeVendorServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as two writes
 
             def log_message(self, *args: object) -> None:  # keep test output quiet
                 pass
@@ -152,7 +153,12 @@ class FakeVendorServer:
     def _dispatch(self, request: Request) -> Response:
         for prefix, route in self.routes:
             if request.path.startswith(prefix):
-                return route(request)
+                try:
+                    return route(request)
+                except Exception as exc:  # a bug in a fake must show, not look like a reset
+                    return Response(
+                        500, {"status": "ERROR", "error": f"fake route failed: {exc!r}"}
+                    )
         return Response(404, {"status": "NOT_FOUND", "message": f"no route for {request.path}"})
 
     @staticmethod
