@@ -171,7 +171,7 @@ def _warehouse(settings: Settings) -> Any:
             password=_secret(settings, "TIMESCALEDB_PASSWORD")
             if settings.get("TIMESCALEDB_PASSWORD")
             else "",
-            schema=settings.get("TIMESCALEDB_SCHEMA", "public"),
+            schema_name=settings.get("TIMESCALEDB_SCHEMA", "public"),
         )
     from ats_resources.warehouse import DuckDBWarehouse
 

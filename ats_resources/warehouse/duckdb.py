@@ -50,11 +50,14 @@ class DuckDBWarehouse(WarehouseResource):
         if read_only and not path.exists():
             raise WarehouseError(f"no warehouse at {path}: materialize an asset first (make demo)")
         path.parent.mkdir(parents=True, exist_ok=True)
+        # A writer checkpoints at COMMIT instead of logging to the WAL and checkpointing at close:
+        # the same durability and lock span, one write of the data instead of two.
+        config = {} if read_only else {"checkpoint_threshold": "0b"}
         deadline = time.monotonic() + self.lock_timeout_s
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(path), read_only=read_only)
+                con = duckdb.connect(str(path), read_only=read_only, config=config)
                 break
             except duckdb.IOException as exc:
                 if not _is_lock_error(exc) or time.monotonic() > deadline:
@@ -71,11 +74,12 @@ class DuckDBWarehouse(WarehouseResource):
             con.close()
 
     def _columns(self, con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-        rows = con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-            [table],
-        ).fetchall()
-        return [r[0] for r in rows]
+        """Column names of ``table`` (a checked identifier); empty when it does not exist."""
+        # Not information_schema: its first query in a connection costs ~5 ms, a tenth of a write.
+        try:
+            return [d[0] for d in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        except duckdb.CatalogException:
+            return []
 
     def _write(self, table: str, frame: pl.DataFrame, where: str | None, params: list) -> int:
         table = checked_identifier(table)
@@ -165,9 +169,14 @@ class DuckDBWarehouse(WarehouseResource):
 
     def partition_summary(self, table: str, *, partition_column: str = "session") -> pl.DataFrame:
         table, column = checked_identifier(table), checked_identifier(partition_column)
-        sql = (
-            f"SELECT {column}, count(*) AS rows, count(DISTINCT ticker) AS tickers, "
-            f"min(ts) AS first_ts, max(ts) AS last_ts FROM {table} GROUP BY {column} ORDER BY {column}"
-        )
         with self._connect(read_only=True) as con:
+            columns = self._columns(con, table)
+            if not columns:
+                raise WarehouseError(f"table {table} does not exist in {self.location}")
+            tickers = "count(DISTINCT ticker)" if "ticker" in columns else "0"
+            first, last = ("min(ts)", "max(ts)") if "ts" in columns else ("NULL", "NULL")
+            sql = (
+                f"SELECT {column}, count(*) AS rows, {tickers} AS tickers, {first} AS first_ts, "
+                f"{last} AS last_ts FROM {table} GROUP BY {column} ORDER BY {column}"
+            )
             return pl.from_arrow(con.sql(sql).to_arrow_table())
