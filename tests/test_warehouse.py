@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ats_resources.warehouse import DuckDBWarehouse, WarehouseError, WarehouseResource
+from ats_resources.warehouse import DuckDBWarehouse, WarehouseError, WarehouseResource, pg_binary
 from ats_resources.warehouse import postgres as pg_module
 from ats_resources.warehouse.postgres import PostgresWarehouse, timescale_statements
 from tests.services import require_postgres
@@ -458,7 +458,7 @@ def test_narrower_integers_are_widened_and_other_type_changes_refused(postgres: 
 def test_many_copy_blocks_and_read_buckets_keep_rows_aligned(
     postgres: PostgresWarehouse, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.setattr(pg_module, "_BLOCK_ROWS", 7)
+    monkeypatch.setattr(pg_binary, "_BLOCK_ROWS", 7)
     monkeypatch.setattr(pg_module, "_BUCKET_ROWS", 5)
     n = 103
     frame = pl.DataFrame(
