@@ -14,6 +14,7 @@ import time
 from datetime import date
 
 from ats_assets.core.calendar import CalendarError, nyse_calendar, parse_day
+from ats_assets.features.pipeline import DAILY_HISTORY_SESSIONS
 from ats_assets.market_data.specs import MARKET_DATA_SPECS
 from ats_resources.settings import ConfigError, Settings
 from ats_resources.warehouse.base import WarehouseError
@@ -22,6 +23,8 @@ from ats_resources.warehouse.base import WarehouseError
 # (2024-11-03), the Thanksgiving holiday (2024-11-28) and its early close (2024-11-29).
 DEMO_START = date(2024, 10, 28)
 DEMO_END = date(2024, 12, 2)
+# Market data and daily bars start this many sessions earlier: the features' daily look-back.
+DEMO_LEAD_IN = DAILY_HISTORY_SESSIONS
 
 
 class UsageError(ValueError):
@@ -40,8 +43,29 @@ def _session_arg(text: str, what: str) -> date:
     return day
 
 
-def run_window(start: date, end: date) -> bool:
-    """Materialize every asset for sessions ``start..end``; True when the run succeeded."""
+def _report(result) -> bool:
+    """Print a run's failed steps and checks, one line each; True when all went well."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            message = event.step_failure_data.error.message.strip().splitlines()[0]
+            print(f"error: step {event.step_key} failed: {message}", file=sys.stderr)
+    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    for evaluation in failed_checks:
+        print(
+            f"error: check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed",
+            file=sys.stderr,
+        )
+    print(f"  run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    return result.success and not failed_checks
+
+
+def run_window(start: date, end: date, lead_in: int = 0) -> bool:
+    """Materialize every asset for sessions ``start..end``; True when every run succeeded.
+
+    Market data and daily bars are also materialized for the ``lead_in`` sessions before
+    ``start``: the look-back the features of ``start`` read. Three runs, as Dagster records them:
+    the daily market data, the daily features, then the unpartitioned registry and analyses.
+    """
     import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
@@ -49,6 +73,7 @@ def run_window(start: date, end: date) -> bool:
     )
 
     from ats_assets.definitions import defs
+    from ats_assets.features.frames import sessions_before
 
     if os.environ.get("DAGSTER_HOME"):
         instance = dg.DagsterInstance.get()
@@ -56,29 +81,43 @@ def run_window(start: date, end: date) -> bool:
         print("note: DAGSTER_HOME is not set; this run is not recorded for the UI", file=sys.stderr)
         instance = dg.DagsterInstance.ephemeral()
     job = defs.resolve_implicit_global_asset_job_def()
-    tags = {
-        ASSET_PARTITION_RANGE_START_TAG: start.isoformat(),
-        ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    market = {k for k in keys if graph.get(k).group_name == "market_data"} | {
+        dg.AssetKey("daily_bars")
     }
+    daily_features = {dg.AssetKey("features")}
+    unpartitioned = {k for k in keys if graph.get(k).partitions_def is None}
+    first = sessions_before(start, lead_in)[0] if lead_in else start
+    steps = [
+        (f"market data and daily bars, {first} .. {end}", market, first),
+        (f"features, {start} .. {end}", daily_features, start),
+        ("feature registry and analyses", unpartitioned, None),
+    ]
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    ok = True
     with instance:
-        run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-        result = job.execute_in_process(
-            run_config=run_config, instance=instance, tags=tags, raise_on_error=False
-        )
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-                print(
-                    f"error: step {event.step_key} failed: {event.step_failure_data.error.message.strip()}",
-                    file=sys.stderr,
-                )
-        failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
-        for evaluation in failed_checks:
-            print(
-                f"error: check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} failed",
-                file=sys.stderr,
+        for label, selection, since in steps:
+            print(f"- {label}")
+            tags = (
+                {
+                    ASSET_PARTITION_RANGE_START_TAG: since.isoformat(),
+                    ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
+                }
+                if since
+                else {}
             )
-        print(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-        return result.success and not failed_checks
+            result = job.execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                tags=tags,
+                asset_selection=sorted(selection, key=str),
+                raise_on_error=False,
+            )
+            ok = _report(result) and ok
+            if not result.success:
+                break
+    return ok
 
 
 def summary(settings: Settings, start: date | None = None, end: date | None = None) -> str:
@@ -112,6 +151,22 @@ def summary(settings: Settings, start: date | None = None, end: date | None = No
             f"{per_session['tickers'].min() or 0:>21}{quarantined['rows'].sum():>13,}"
             f"  {per_session['first_ts'].min()} .. {per_session['last_ts'].max()}"
         )
+    for table in ("daily_bars", "features"):
+        if table in existing:
+            per_session = warehouse.partition_summary(table)
+            if start and end:
+                per_session = per_session.filter(pl.col("session").is_between(start, end))
+            lines.append(
+                f"{table:<14}{per_session['rows'].sum():>12,}{len(per_session):>10}"
+                f"{per_session['tickers'].min() or 0:>21}{'':>13}"
+                f"  {per_session['first_ts'].min()} .. {per_session['last_ts'].max()}"
+            )
+    if "feature_registry" in existing:
+        registry = warehouse.read_table("feature_registry")
+        lines.append(
+            f"feature_registry: {len(registry)} feature columns in {registry['family'].n_unique()} families "
+            f"on {registry['timeframe'].n_unique()} timeframes"
+        )
     lines.append(f"data lives in: {warehouse.location} ({settings.warehouse}; one table per asset)")
     return "\n".join(lines)
 
@@ -123,12 +178,11 @@ def _demo(args: argparse.Namespace) -> int:
         raise UsageError(f"--end {end} is before --start {start}; swap them")
     sessions = nyse_calendar().sessions_between(start, end)
     print(
-        f"materializing {', '.join(s.name for s in MARKET_DATA_SPECS)} for {len(sessions)} sessions "
-        f"{start} .. {end} "
+        f"materializing every asset for {len(sessions)} sessions {start} .. {end} "
         f"(market data: {settings.market_data}, warehouse: {settings.warehouse})"
     )
     began = time.perf_counter()
-    ok = run_window(start, end)
+    ok = run_window(start, end, lead_in=args.lead_in)
     print(f"took {time.perf_counter() - began:.1f} s\n")
     print(summary(settings, start, end))
     print("\nopen the UI: make dev, then http://127.0.0.1:3000 (Assets -> market_data)")
@@ -153,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument(
         "--end", default=DEMO_END.isoformat(), help=f"last session (default {DEMO_END})"
+    )
+    demo.add_argument(
+        "--lead-in",
+        type=int,
+        default=DEMO_LEAD_IN,
+        help=f"sessions of market data before --start for the features' look-back (default {DEMO_LEAD_IN})",
     )
     demo.set_defaults(handler=_demo)
     sub.add_parser("summary", help="what the warehouse holds").set_defaults(handler=_summary)

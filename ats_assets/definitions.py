@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ats_assets.features.assets import feature_assets
 from ats_assets.market_data.assets import market_data_assets
 from ats_resources.settings import Settings, build_resources
 from ats_sensors.schedules import daily_market_data_schedule, market_data_job
@@ -14,7 +15,7 @@ from ats_sensors.schedules import daily_market_data_schedule, market_data_job
 settings = Settings.from_env()
 
 defs = dg.Definitions(
-    assets=market_data_assets,
+    assets=[*market_data_assets, *feature_assets],
     jobs=[market_data_job],
     schedules=[daily_market_data_schedule],
     resources=build_resources(settings),

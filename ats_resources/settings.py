@@ -221,6 +221,21 @@ def _options_flow(settings: Settings, simulated: Any) -> Any:
     return simulated
 
 
+def _feature_cache(settings: Settings) -> Any:
+    from ats_resources.feature_cache import FeatureCache
+
+    host = settings.get("REDIS_HOST")
+    if not host:
+        return FeatureCache()  # in process: the embedded default
+    env = settings.env or {}
+    return FeatureCache(
+        host=host,
+        port=_int(env, "REDIS_PORT", 6379, 1),
+        db=_int(env, "REDIS_DB", 0, 0),
+        password=_secret(settings, "REDIS_PASSWORD") if settings.get("REDIS_PASSWORD") else "",
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resource mapping for the code location, chosen by ``settings`` in this one place."""
     from ats_resources.market_data import SimulatedMarketResource
@@ -235,4 +250,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "warehouse_io_manager": WarehouseIOManager(warehouse=warehouse),
         "market_data": _market_data(settings, simulated),
         "options_flow_source": _options_flow(settings, simulated),
+        "feature_cache": _feature_cache(settings),
     }

@@ -8,7 +8,6 @@ source failed to deliver. When more than ``max_failed_ticker_fraction`` of the u
 partition fails and nothing is written.
 """
 
-import warnings
 from collections.abc import Iterator
 from datetime import date
 
@@ -198,7 +197,4 @@ def build_market_data_asset(spec: MarketDataSpec) -> dg.AssetsDefinition:
     return ingest
 
 
-with warnings.catch_warnings():
-    # BackfillPolicy is marked beta; single-run backfills are what the CLI's --partition-range needs.
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    market_data_assets = [build_market_data_asset(spec) for spec in MARKET_DATA_SPECS]
+market_data_assets = [build_market_data_asset(spec) for spec in MARKET_DATA_SPECS]

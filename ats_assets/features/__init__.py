@@ -1,0 +1,1 @@
+"""Feature engineering: eight calculator families on five timeframes, a registry and analyses."""

@@ -1,0 +1,1 @@
+"""Feature families: one module per family, each exporting FEATURES."""

@@ -1,0 +1,130 @@
+"""Price features: log returns, the overnight gap and where the close sits within the session.
+
+All values are scale-free (log returns or fractions of a price), so they compare across tickers.
+Session-anchored features (``session_*``, ``overnight_gap``) restart at each session with
+``.over("ticker", "session")`` and use only the session's bars up to the current one; on 1d bars
+each session is a single bar, so they describe that day's bar.
+
+Builders are self-contained (no module-level helpers) so that a feature's version, a hash of its
+builder's source and parameters, changes whenever what it computes changes.
+"""
+
+import polars as pl
+
+from ats_assets.features.definition import Feature
+
+FAMILY = "price"
+
+
+def _log_return(bars: int) -> pl.Expr:
+    return (pl.col("close") / pl.col("close").shift(bars)).log().over("ticker")
+
+
+def _overnight_gap() -> pl.Expr:
+    # The previous session's last close, known at the first bar of each session: the close of
+    # the row just before it (same ticker), carried forward through the session.
+    new_session = pl.col("session") != pl.col("session").shift(1)
+    previous_close = (
+        pl.when(new_session).then(pl.col("close").shift(1)).otherwise(None).forward_fill()
+    ).over("ticker")
+    session_open = pl.col("open").first().over("ticker", "session")
+    return session_open / previous_close - 1.0
+
+
+def _session_vwap_distance() -> pl.Expr:
+    # Bars without a vwap (or without volume) carry no weight. One window for the whole
+    # expression: eager polars re-evaluates a window expression each time it is referenced.
+    weight = pl.when(pl.col("vwap") > 0).then(pl.col("volume")).otherwise(0.0).fill_null(0.0)
+    dollars = (pl.col("vwap") * weight).fill_null(0.0).cum_sum()
+    shares = weight.cum_sum()
+    return (
+        pl.when((shares > 0) & (dollars > 0))
+        .then(pl.col("close") * shares / dollars - 1.0)
+        .otherwise(0.0)
+        .over("ticker", "session")
+    )
+
+
+def _session_range_position() -> pl.Expr:
+    high = pl.col("high").cum_max()
+    low = pl.col("low").cum_min()
+    width = high - low
+    position = pl.when(width > 0).then((pl.col("close") - low) / width).otherwise(0.5)
+    return position.over("ticker", "session")
+
+
+def _session_open_distance() -> pl.Expr:
+    return pl.col("close") / pl.col("open").first().over("ticker", "session") - 1.0
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature(
+        name="log_return_1",
+        family=FAMILY,
+        build=_log_return,
+        params={"bars": 1},
+        description="Log return of the close over the last bar: ln(close / close 1 bar ago).",
+        warmup_bars=1,
+    ),
+    Feature(
+        name="log_return_5",
+        family=FAMILY,
+        build=_log_return,
+        params={"bars": 5},
+        description="Log return of the close over the last 5 bars: ln(close / close 5 bars ago).",
+        warmup_bars=5,
+    ),
+    Feature(
+        name="log_return_15",
+        family=FAMILY,
+        build=_log_return,
+        params={"bars": 15},
+        description=(
+            "Log return of the close over the last 15 bars: ln(close / close 15 bars ago). "
+            "Not on 1h: 15 hourly bars exceed the two prior sessions the pipeline loads."
+        ),
+        timeframes=("1m", "5m", "15m", "1d"),
+        warmup_bars=15,
+    ),
+    Feature(
+        name="overnight_gap",
+        family=FAMILY,
+        build=_overnight_gap,
+        description=(
+            "Overnight gap as a fraction: the session's first open / the previous session's last "
+            "close - 1, constant through the session (on 1d bars: open / previous close - 1). "
+            "Null during the ticker's first session in the frame. Warm-up is one full session of "
+            "1-minute bars (390); coarser timeframes need only one session's bars."
+        ),
+        warmup_bars=390,
+    ),
+    Feature(
+        name="session_vwap_distance",
+        family=FAMILY,
+        build=_session_vwap_distance,
+        description=(
+            "Close relative to the session VWAP so far, as a fraction: close / (sum(vwap * volume) "
+            "/ sum(volume) over the session's bars up to this one) - 1; 0 while the session has "
+            "traded no volume."
+        ),
+    ),
+    Feature(
+        name="session_range_position",
+        family=FAMILY,
+        build=_session_range_position,
+        description=(
+            "Position of the close in the session's range so far, 0 (at the session low) to 1 "
+            "(at the session high); 0.5 while the range is zero. On 1d bars the close location "
+            "within the day's bar."
+        ),
+    ),
+    Feature(
+        name="session_open_distance",
+        family=FAMILY,
+        build=_session_open_distance,
+        description=(
+            "Close relative to the session's first open, as a fraction: close / session open - 1 "
+            "(on 1d bars the open-to-close return)."
+        ),
+    ),
+)

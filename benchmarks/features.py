@@ -1,0 +1,100 @@
+"""Feature benchmark: the full feature set over 150 tickers x 20 (and 60) sessions of 1-minute bars.
+
+Run with ``make bench-features`` (this table, then the per-indicator comparison with TA-Lib from
+``benchmarks.indicator_speed``). Each size runs in a fresh process that reads its input from
+Parquet, so the peak memory reported is that of computing the features (input included).
+Target on the 2-core reference machine: >= 1M input bar-rows/s for the full set.
+"""
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+
+TICKERS = 150
+SIZES = (20, 60)
+TARGET_ROWS_PER_S = 1_000_000
+
+
+def _write_inputs(folder: Path, sessions: int) -> None:
+    from datetime import date
+
+    from ats_assets.core.calendar import nyse_calendar
+    from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
+
+    market = SimulatedMarket(SimulationConfig(n_tickers=TICKERS))
+    days = nyse_calendar().sessions_between(date(2024, 1, 2), date(2024, 12, 31))[:sessions]
+    for kind in ("bars", "quotes", "trades", "options_flow"):
+        frames = [getattr(market.day(d), kind).with_columns(session=pl.lit(d)) for d in days]
+        pl.concat(frames).write_parquet(folder / f"{kind}.parquet")
+
+
+def _measure(folder: str) -> None:
+    """Child process: compute every feature for every session of the inputs; print JSON."""
+    from ats_assets.features.frames import minute_frame, resample
+    from ats_assets.features.pipeline import compute_days
+    from ats_assets.features.registry import catalogue
+
+    inputs = {
+        k: pl.read_parquet(Path(folder) / f"{k}.parquet")
+        for k in ("bars", "quotes", "trades", "options_flow")
+    }
+    catalogue()  # import the families before timing
+    began = time.perf_counter()
+    minute = minute_frame(
+        inputs["bars"], inputs["quotes"], inputs["trades"], inputs["options_flow"]
+    )
+    daily = resample(minute, "1d")
+    enriched = time.perf_counter()
+    days = sorted(minute["session"].unique().to_list())
+    out = pl.concat(
+        [compute_days(minute, daily, days[i : i + 5], catalogue()) for i in range(0, len(days), 5)]
+    )
+    done = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "rows": len(inputs["bars"]),
+                "enrich_s": enriched - began,
+                "features_s": done - enriched,
+                "total_s": done - began,
+                "columns": len(out.columns) - 3,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def main() -> None:
+    print(
+        f"{'sessions':>8}{'input rows':>12}{'features':>10}{'enrich s':>10}{'features s':>12}"
+        f"{'rows/s':>12}{'peak MB':>9}  target >= {TARGET_ROWS_PER_S:,} rows/s"
+    )
+    for sessions in SIZES:
+        with tempfile.TemporaryDirectory() as folder:
+            _write_inputs(Path(folder), sessions)
+            child = subprocess.run(
+                [sys.executable, "-m", "benchmarks.features", "--measure", folder],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        r = json.loads(child.stdout.strip().splitlines()[-1])
+        rate = r["rows"] / r["total_s"]
+        verdict = "PASS" if rate >= TARGET_ROWS_PER_S else "MISS"
+        print(
+            f"{sessions:>8}{r['rows']:>12,}{r['columns']:>10}{r['enrich_s']:>10.2f}{r['features_s']:>12.2f}"
+            f"{rate:>12,.0f}{r['peak_rss_mb']:>9,.0f}  {verdict}"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--measure":
+        _measure(sys.argv[2])
+    else:
+        main()

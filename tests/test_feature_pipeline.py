@@ -1,0 +1,132 @@
+"""The feature pipeline: no look-ahead on any timeframe, day boundaries, the registry."""
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from ats_assets.core.calendar import nyse_calendar
+from ats_assets.features.definition import FAMILIES, TIMEFRAMES, Feature
+from ats_assets.features.frames import minute_frame, resample
+from ats_assets.features.pipeline import compute_day, compute_days
+from ats_assets.features.registry import catalogue, catalogue_version, registry_frame
+from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
+
+NY = ZoneInfo("America/New_York")
+TICKERS = 6
+
+
+@pytest.fixture(scope="module")
+def market() -> SimulatedMarket:
+    return SimulatedMarket(SimulationConfig(n_tickers=TICKERS))
+
+
+def raw(market: SimulatedMarket, days: list[date]) -> dict[str, pl.DataFrame]:
+    return {
+        kind: pl.concat(
+            [getattr(market.day(d), kind).with_columns(session=pl.lit(d)) for d in days]
+        )
+        for kind in ("bars", "quotes", "trades", "options_flow")
+    }
+
+
+def features_for(data: dict[str, pl.DataFrame], days: list[date]) -> pl.DataFrame:
+    minute = minute_frame(data["bars"], data["quotes"], data["trades"], data["options_flow"])
+    return compute_days(minute, resample(minute, "1d"), days, catalogue())
+
+
+def test_the_registry_lists_at_least_80_features_in_eight_families_and_five_timeframes():
+    registry = registry_frame()
+    assert len(registry) >= 80
+    assert set(registry["family"]) == set(FAMILIES)
+    assert set(registry["timeframe"]) == set(TIMEFRAMES)
+    assert registry["column"].is_unique().all()
+    assert registry.select(pl.col("description").str.len_chars().min()).item() > 0
+
+
+def test_changing_a_definition_changes_its_version_and_the_catalogue_version():
+    feature = catalogue()[0]
+    changed = replace(feature, params={**feature.params, "_probe": 1})
+    assert changed.version != feature.version
+    assert catalogue_version((changed, *catalogue()[1:])) != catalogue_version()
+
+
+def test_the_same_definition_keeps_its_version():
+    rebuilt = [
+        Feature(f.name, f.family, f.build, dict(f.params), f.description, f.timeframes)
+        for f in catalogue()
+    ]
+    assert [f.version for f in rebuilt] == [f.version for f in catalogue()]
+
+
+def test_every_feature_column_is_produced(market):
+    days = nyse_calendar().sessions_between(date(2024, 3, 4), date(2024, 3, 6))
+    table = features_for(raw(market, days), days[-1:])
+    assert set(registry_frame()["column"]) <= set(table.columns)
+    assert len(table) == TICKERS * 390
+
+
+def test_altering_every_bar_after_t_leaves_every_feature_at_t_unchanged(market):
+    days = nyse_calendar().sessions_between(date(2024, 3, 1), date(2024, 3, 6))
+    day = days[-1]
+    cutoff = datetime(day.year, day.month, day.day, 11, 4, tzinfo=NY).astimezone(
+        UTC
+    )  # end of a 5m bucket
+    data = raw(market, days)
+    after = pl.col("ts") > cutoff  # bars are labelled by their open
+    # quotes, trades and alerts inside the cutoff's own minute belong to that bar: keep them
+    later = pl.col("ts") >= cutoff + timedelta(minutes=1)
+    altered = {
+        "bars": data["bars"].with_columns(
+            [
+                pl.when(after).then(pl.col(c) * 1.7).otherwise(pl.col(c))
+                for c in ("open", "high", "low", "close", "vwap")
+            ]
+            + [pl.when(after).then(pl.col("volume") * 5).otherwise(pl.col("volume"))]
+        ),
+        "quotes": data["quotes"].with_columns(
+            [pl.when(later).then(pl.col(c) * 1.7).otherwise(pl.col(c)) for c in ("bid", "ask")]
+        ),
+        "trades": data["trades"].with_columns(
+            pl.when(later).then(pl.col("size") * 9).otherwise(pl.col("size"))
+        ),
+        "options_flow": data["options_flow"].with_columns(
+            pl.when(later).then(pl.col("premium") * 50).otherwise(pl.col("premium"))
+        ),
+    }
+    before = features_for(data, [day]).filter(pl.col("ts") <= cutoff)
+    after_change = features_for(altered, [day]).filter(pl.col("ts") <= cutoff)
+    assert len(before) == TICKERS * 95  # 09:30 .. 11:04 New York, inclusive
+    assert_frame_equal(before, after_change)
+    # and the alteration did change later rows, so the comparison above could fail
+    rest = features_for(altered, [day]).filter(pl.col("ts") > cutoff + timedelta(minutes=70))
+    assert not rest.equals(
+        features_for(data, [day]).filter(pl.col("ts") > cutoff + timedelta(minutes=70))
+    )
+
+
+def test_a_day_is_identical_alone_and_inside_a_30_day_backfill(market):
+    calendar = nyse_calendar()
+    days = calendar.sessions_between(date(2024, 2, 1), date(2024, 3, 28))
+    backfill = days[-30:]
+    data = raw(market, days)
+    minute = minute_frame(data["bars"], data["quotes"], data["trades"], data["options_flow"])
+    daily = resample(minute, "1d")
+    together = compute_days(minute, daily, backfill, catalogue())
+    day = backfill[17]
+    alone = compute_day(minute, daily, day, catalogue())
+    assert_frame_equal(alone, together.filter(pl.col("session") == day))
+
+
+def test_higher_timeframes_use_only_completed_bars(market):
+    days = nyse_calendar().sessions_between(date(2024, 3, 4), date(2024, 3, 6))
+    table = features_for(raw(market, days), days[-1:])
+    first_hour = table.filter(pl.col("ts") < table["ts"].min() + timedelta(minutes=59))
+    hourly = [c for c in table.columns if c.endswith("_1h")]
+    # the first hourly bar of the day completes at 10:30: before that, 1h values come from the
+    # previous session's bars, so they are the same on every row of that first hour per ticker
+    spread = first_hour.group_by("ticker").agg(pl.col(hourly).n_unique().max()).drop("ticker")
+    assert spread.max_horizontal().max() == 1
