@@ -4,6 +4,11 @@ import warnings
 
 import dagster as _dg
 
-# BackfillPolicy is marked beta in Dagster 1.13; single-run backfills are what our daily assets
-# need (the CLI's --partition-range requires them), so the warning is noise for every user.
-warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=_dg.BetaWarning)
+# Two Dagster 1.13 features we rely on are marked beta: single-run backfills (the CLI's
+# --partition-range requires them) and look-back mappings that reach before the first partition.
+# Their warnings are noise for every user of this code location.
+warnings.filterwarnings(
+    "ignore",
+    message=".*(backfill_policy|allow_nonexistent_upstream_partitions).*",
+    category=_dg.BetaWarning,
+)

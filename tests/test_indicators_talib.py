@@ -8,6 +8,7 @@ build, evaluate without gaps after their warm-up and never look ahead.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import date
 
@@ -295,7 +296,7 @@ def test_features_build_with_unique_names_and_descriptions():
         if family in MODULES:
             continue
         try:
-            module = __import__(f"ats_assets.features.families.{family}", fromlist=["FEATURES"])
+            module = importlib.import_module(f"ats_assets.features.families.{family}")
         except ImportError:
             continue
         others += [f.name for f in module.FEATURES]
