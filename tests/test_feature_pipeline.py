@@ -130,3 +130,31 @@ def test_higher_timeframes_use_only_completed_bars(market):
     # previous session's bars, so they are the same on every row of that first hour per ticker
     spread = first_hour.group_by("ticker").agg(pl.col(hourly).n_unique().max()).drop("ticker")
     assert spread.max_horizontal().max() == 1
+
+
+@pytest.mark.parametrize(
+    ("timeframe", "bars_per_session"), [("5m", 78), ("15m", 26), ("1h", 7), ("1d", 1)]
+)
+def test_resampling_gives_the_bars_of_each_timeframe_within_the_session(
+    market, timeframe, bars_per_session
+):
+    days = nyse_calendar().sessions_between(date(2024, 3, 4), date(2024, 3, 5))
+    data = raw(market, days)
+    minute = minute_frame(data["bars"], data["quotes"], data["trades"], data["options_flow"])
+    bars = resample(minute, timeframe)
+    assert len(bars) == TICKERS * len(days) * bars_per_session
+    first = bars.filter(pl.col("ticker") == bars["ticker"][0]).head(1)
+    source = minute.filter(pl.col("ticker") == bars["ticker"][0], pl.col("session") == days[0])
+    n = len(source) if timeframe == "1d" else {"5m": 5, "15m": 15, "1h": 60}[timeframe]
+    assert first["volume"].item() == source["volume"].head(n).sum()
+    assert first["high"].item() == source["high"].head(n).max()
+    assert first["available_at"].item() == source["ts"][n - 1] + timedelta(minutes=1)
+
+
+def test_an_early_close_has_a_short_last_hour(market):
+    day = date(2024, 11, 29)
+    data = raw(market, [day])
+    minute = minute_frame(data["bars"], data["quotes"], data["trades"], data["options_flow"])
+    hours = resample(minute, "1h").filter(pl.col("ticker") == minute["ticker"][0])
+    assert len(hours) == 4  # 09:30, 10:30, 11:30, 12:30-13:00
+    assert hours["available_at"][-1] == nyse_calendar().session_close(day)

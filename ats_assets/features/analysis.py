@@ -6,6 +6,7 @@ PNG for asset metadata.
 
 import base64
 import io
+import warnings
 
 import numpy as np
 import polars as pl
@@ -23,14 +24,19 @@ def correlation(features: pl.DataFrame, max_rows: int = 200_000, seed: int = 0) 
     sample = features.sample(min(max_rows, len(features)), seed=seed) if len(features) else features
     matrix = sample.select(pl.col(columns).cast(pl.Float64)).to_numpy()
     # Pairwise-complete: standardise each column over its own non-null rows, zeros elsewhere.
-    mean = np.nanmean(matrix, axis=0)
-    std = np.nanstd(matrix, axis=0)
+    with warnings.catch_warnings():  # an all-null column has no mean: NaN, handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(matrix, axis=0)
+        std = np.nanstd(matrix, axis=0)
     z = np.where(np.isnan(matrix), 0.0, (matrix - mean) / np.where(std > 0, std, np.nan))
     z = np.nan_to_num(z)
     present = (~np.isnan(matrix)).astype(float)
     counts = present.T @ present
     corr = np.clip((z.T @ z) / np.maximum(counts, 1), -1.0, 1.0)
     corr[counts < 30] = np.nan
+    constant = ~(std > 0)  # a constant (or empty) column has no correlation with anything
+    corr[constant, :] = np.nan
+    corr[:, constant] = np.nan
     n = len(columns)
     return pl.DataFrame(
         {

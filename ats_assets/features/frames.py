@@ -123,14 +123,10 @@ def resample(minute: pl.DataFrame, timeframe: str) -> pl.DataFrame:
         return minute.with_columns(available_at=pl.col("ts") + MINUTE)
     # The frame is sorted by ticker and ts, so each output bar is a run of consecutive rows:
     # numbering the runs gives one integer group key, much cheaper to group on than three.
-    bucket = (
-        pl.lit(0)
-        if timeframe == "1d"
-        else pl.col("minute_of_session") // TIMEFRAME_MINUTES[timeframe]
-    )
-    starts = pl.any_horizontal(
-        [(e != e.shift(1)).fill_null(True) for e in (pl.col("ticker"), pl.col("session"), bucket)]
-    )
+    parts = [pl.col("ticker"), pl.col("session")]
+    if timeframe != "1d":
+        parts.append(pl.col("minute_of_session") // TIMEFRAME_MINUTES[timeframe])
+    starts = pl.any_horizontal([(e != e.shift(1)).fill_null(True) for e in parts])
     keys = [starts.cum_sum().alias("_bucket")]
     weight = pl.col("volume")
     bars = (
