@@ -42,6 +42,7 @@ class VendorError(RuntimeError):
         retryable: bool = False,
     ):
         self.vendor, self.endpoint, self.ticker, self.status = vendor, endpoint, ticker, status
+        self.message = redact(message)
         self.retryable = retryable
         self.hint = hint or (HINTS.get(status) if status else None)
         where = f"{vendor} {endpoint}" + (f" for {ticker}" if ticker else "")
@@ -49,3 +50,24 @@ class VendorError(RuntimeError):
         if self.hint:
             text += f"; {self.hint}"
         super().__init__(redact(text))
+
+    def with_hint(self, gave_up: str) -> "VendorError":
+        """This error with a hint when it has none: ``gave_up`` once retries ran out, or what a
+        rejected request means (400/422); unchanged otherwise."""
+        if self.hint:
+            return self
+        if self.retryable:
+            hint = gave_up
+        elif self.status in (400, 422):
+            hint = "the request was rejected as invalid: check the ticker and the time range"
+        else:
+            return self
+        return VendorError(
+            self.vendor,
+            self.endpoint,
+            self.message,
+            ticker=self.ticker,
+            status=self.status,
+            hint=hint,
+            retryable=self.retryable,
+        )

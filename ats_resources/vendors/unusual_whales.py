@@ -86,25 +86,6 @@ _GAVE_UP_HINT = (
 )
 
 
-def _with_hint(exc: VendorError) -> VendorError:
-    """``exc`` with a hint when the shared HTTP layer gave none (5xx, timeouts, bad requests)."""
-    if exc.hint:
-        return exc
-    if exc.retryable:
-        hint = _GAVE_UP_HINT
-    elif exc.status in (400, 422):
-        hint = "the request was rejected as invalid: check the ticker and the time range"
-    else:
-        return exc
-    where = f"{exc.vendor} {exc.endpoint}" + (f" for {exc.ticker}" if exc.ticker else "") + ": "
-    message = str(exc).removeprefix(where)
-    if exc.status:
-        message = message.removesuffix(f" (HTTP {exc.status})")
-    return VendorError(
-        exc.vendor, exc.endpoint, message, ticker=exc.ticker, status=exc.status, hint=hint
-    )
-
-
 class _Bad(ValueError):
     """A field of an alert that is missing or cannot be read."""
 
@@ -279,7 +260,7 @@ class UnusualWhalesOptionsFlow(dg.ConfigurableResource):
             try:
                 return self._flow_one(session, ticker, start, end)
             except VendorError as exc:
-                raise _with_hint(exc) from None
+                raise exc.with_hint(_GAVE_UP_HINT) from None
 
         try:
             return collect(
