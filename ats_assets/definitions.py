@@ -10,13 +10,13 @@ import dagster as dg
 from ats_assets.features.assets import feature_assets
 from ats_assets.market_data.assets import market_data_assets
 from ats_resources.settings import Settings, build_resources
-from ats_sensors.schedules import daily_market_data_schedule, market_data_job
+from ats_sensors.schedules import daily_market_data_schedule, daily_pipeline_job
 
 settings = Settings.from_env()
 
 defs = dg.Definitions(
     assets=[*market_data_assets, *feature_assets],
-    jobs=[market_data_job],
+    jobs=[daily_pipeline_job],
     schedules=[daily_market_data_schedule],
     resources=build_resources(settings),
     # One process per run: DuckDB allows a single writer, and the steps are I/O-light.

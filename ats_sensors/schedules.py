@@ -1,6 +1,7 @@
 """Market-calendar schedules.
 
-``daily_market_data_schedule`` ingests the day's market data every weekday at 18:15 New York time,
+``daily_market_data_schedule`` runs the day's pipeline (market data, then daily bars and features)
+every weekday at 18:15 New York time,
 after the regular close (16:00, or 13:00 on an early close) and after the day's partition exists
 (see ats_assets/partitions.py); on exchange holidays it skips with the reason. It starts stopped:
 turn it on in the UI (Automation) or with ``dagster schedule start daily_market_data_schedule``.
@@ -10,15 +11,19 @@ import dagster as dg
 
 from ats_assets.core.calendar import EXCHANGE_TZ, nyse_calendar
 
-market_data_job = dg.define_asset_job(
-    "market_data_job",
-    selection=dg.AssetSelection.groups("market_data"),
-    description="Ingest raw bars, quotes, trades and options flow (with quarantines) for trading days.",
+daily_pipeline_job = dg.define_asset_job(
+    "daily_pipeline_job",
+    selection=dg.AssetSelection.groups("market_data")
+    | dg.AssetSelection.assets("daily_bars", "features"),
+    description=(
+        "A trading day's pipeline: raw bars, quotes, trades and options flow (with quarantines), "
+        "then daily bars and features (which also refresh the live feature cache)."
+    ),
 )
 
 
 @dg.schedule(
-    job=market_data_job,
+    job=daily_pipeline_job,
     cron_schedule="15 18 * * 1-5",
     execution_timezone="America/New_York",
     default_status=dg.DefaultScheduleStatus.STOPPED,

@@ -49,3 +49,12 @@ def test_an_exchange_holiday_skips_with_the_reason():
 def test_the_schedule_ticks_on_weekday_evenings_in_new_york():
     assert daily_market_data_schedule.cron_schedule == "15 18 * * 1-5"
     assert daily_market_data_schedule.execution_timezone == "America/New_York"
+
+
+def test_the_scheduled_job_runs_market_data_then_features():
+    from ats_assets.definitions import defs
+
+    job = defs.resolve_job_def(daily_market_data_schedule.job_name)
+    keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert {"raw_bars", "raw_bars_quarantine", "options_flow", "daily_bars", "features"} <= keys
+    assert "feature_registry" not in keys  # unpartitioned assets run on their own
