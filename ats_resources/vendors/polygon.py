@@ -46,13 +46,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-import dagster as dg
 import polars as pl
 from pydantic import Field, PrivateAttr
 
 from ats_resources.vendors.collect import Fetched, collect
 from ats_resources.vendors.errors import VendorError, redact
-from ats_resources.vendors.http import RequestStats, RetryPolicy, VendorHttp
+from ats_resources.vendors.http import RequestStats, VendorHttp
+from ats_resources.vendors.resource import VendorRetrySettings
 
 VENDOR = "polygon"
 AGGS = "/v2/aggs"
@@ -238,7 +238,7 @@ def _trades(frame: pl.DataFrame, ticker: str) -> pl.DataFrame:
     )
 
 
-class PolygonMarketData(dg.ConfigurableResource):
+class PolygonMarketData(VendorRetrySettings):
     """Bars, NBBO quotes and trades from Polygon.io's REST API (see the module docstring)."""
 
     api_key: str = Field(
@@ -256,15 +256,6 @@ class PolygonMarketData(dg.ConfigurableResource):
         default=300.0, gt=0, description="Rate limit shared by all threads of one call."
     )
     max_concurrency: int = Field(default=8, ge=1, description="Tickers fetched at once.")
-    timeout_s: float = Field(default=10.0, gt=0, description="Per-request timeout, seconds.")
-    max_attempts: int = Field(default=6, ge=1, description="Tries per request, first included.")
-    max_elapsed_s: float = Field(
-        default=120.0, gt=0, description="Give up retrying a request after this many seconds."
-    )
-    retry_base_delay_s: float = Field(
-        default=0.5, ge=0, description="First retry's backoff ceiling (doubles each retry)."
-    )
-    retry_max_delay_s: float = Field(default=30.0, ge=0, description="Backoff ceiling, seconds.")
     aggs_limit: int = Field(
         default=MAX_LIMIT, ge=1, le=MAX_LIMIT, description="Results cap per aggregates page."
     )
@@ -316,12 +307,7 @@ class PolygonMarketData(dg.ConfigurableResource):
             secrets=(self.api_key,),
             requests_per_minute=self.requests_per_minute,
             timeout_s=self.timeout_s,
-            retry=RetryPolicy(
-                max_attempts=self.max_attempts,
-                max_elapsed_s=self.max_elapsed_s,
-                base_delay_s=self.retry_base_delay_s,
-                max_delay_s=self.retry_max_delay_s,
-            ),
+            retry=self.retry_policy(),
             sleep=sleep,
         )
 

@@ -48,13 +48,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-import dagster as dg
 import polars as pl
 from pydantic import Field, PrivateAttr
 
 from ats_resources.vendors.collect import Fetched, collect
 from ats_resources.vendors.errors import VendorError
-from ats_resources.vendors.http import RequestStats, RetryPolicy, VendorHttp
+from ats_resources.vendors.http import RequestStats, VendorHttp
+from ats_resources.vendors.resource import VendorRetrySettings
 
 VENDOR = "unusual_whales"
 FLOW_ALERTS = "/api/option-trades/flow-alerts"
@@ -181,7 +181,7 @@ def _alert(item: Any) -> dict[str, Any]:
     }
 
 
-class UnusualWhalesOptionsFlow(dg.ConfigurableResource):
+class UnusualWhalesOptionsFlow(VendorRetrySettings):
     """Options-flow alerts from Unusual Whales' REST API (see the module docstring)."""
 
     api_key: str = Field(
@@ -195,15 +195,6 @@ class UnusualWhalesOptionsFlow(dg.ConfigurableResource):
         default=120.0, gt=0, description="Rate limit shared by all threads of one call."
     )
     max_concurrency: int = Field(default=4, ge=1, description="Tickers fetched at once.")
-    timeout_s: float = Field(default=10.0, gt=0, description="Per-request timeout, seconds.")
-    max_attempts: int = Field(default=6, ge=1, description="Tries per request, first included.")
-    max_elapsed_s: float = Field(
-        default=120.0, gt=0, description="Give up retrying a request after this many seconds."
-    )
-    retry_base_delay_s: float = Field(
-        default=0.5, ge=0, description="First retry's backoff ceiling (doubles each retry)."
-    )
-    retry_max_delay_s: float = Field(default=30.0, ge=0, description="Backoff ceiling, seconds.")
     page_limit: int = Field(
         default=MAX_LIMIT, ge=1, le=MAX_LIMIT, description="Alerts per page (the API allows 200)."
     )
@@ -234,12 +225,7 @@ class UnusualWhalesOptionsFlow(dg.ConfigurableResource):
             secrets=(self.api_key,),
             requests_per_minute=self.requests_per_minute,
             timeout_s=self.timeout_s,
-            retry=RetryPolicy(
-                max_attempts=self.max_attempts,
-                max_elapsed_s=self.max_elapsed_s,
-                base_delay_s=self.retry_base_delay_s,
-                max_delay_s=self.retry_max_delay_s,
-            ),
+            retry=self.retry_policy(),
             sleep=sleep,
         )
 
