@@ -9,13 +9,14 @@ import dagster as dg
 
 from ats_assets.features.assets import feature_assets
 from ats_assets.market_data.assets import market_data_assets
+from ats_assets.models.assets import model_assets
 from ats_resources.settings import Settings, build_resources
 from ats_sensors.schedules import daily_market_data_schedule, daily_pipeline_job
 
 settings = Settings.from_env()
 
 defs = dg.Definitions(
-    assets=[*market_data_assets, *feature_assets],
+    assets=[*market_data_assets, *feature_assets, *model_assets],
     jobs=[daily_pipeline_job],
     schedules=[daily_market_data_schedule],
     resources=build_resources(settings),

@@ -42,6 +42,17 @@ trading_day_partitions = dg.TimeWindowPartitionsDefinition(
 )
 
 
+# Weekly model partitions: a week's key is its Monday; its window (Monday 00:00 to the next Monday,
+# UTC+2) covers that week's sessions, so a week's partition exists once the weekend starts.
+weekly_partitions = dg.TimeWindowPartitionsDefinition(
+    cron_schedule="0 0 * * 1",
+    timezone=PARTITION_TIMEZONE,
+    fmt="%Y-%m-%d",
+    start=datetime(2020, 1, 6),
+    end=datetime(CALENDAR_END.year, CALENDAR_END.month, CALENDAR_END.day),
+)
+
+
 def sessions_for_window(window: dg.TimeWindow) -> list[date]:
     """Sessions covered by a partition time window (one partition or a backfill range)."""
     return nyse_calendar().sessions_in_window(window.start, window.end)

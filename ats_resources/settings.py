@@ -239,6 +239,7 @@ def _feature_cache(settings: Settings) -> Any:
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resource mapping for the code location, chosen by ``settings`` in this one place."""
     from ats_resources.market_data import SimulatedMarketResource
+    from ats_resources.model_store import ModelStore
     from ats_resources.warehouse import WarehouseIOManager
 
     warehouse = _warehouse(settings)
@@ -251,4 +252,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "market_data": _market_data(settings, simulated),
         "options_flow_source": _options_flow(settings, simulated),
         "feature_cache": _feature_cache(settings),
+        "model_store": ModelStore(root=str(settings.data_dir / "models")),
     }

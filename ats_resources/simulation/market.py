@@ -75,7 +75,7 @@ class SimulationConfig:
     seed: int = 7
     n_tickers: int = 200
     planted_signal: bool = True
-    signal_strength_bps: float = 8.0
+    signal_strength_bps: float = 20.0
     informed_fraction: float = 0.35
 
     def __post_init__(self) -> None:
@@ -279,8 +279,8 @@ class SimulatedMarket:
             "is_call": rng.random(m) < 0.55,
             "execution": np.where(
                 informed,
-                rng.choice(3, size=m, p=[0.7, 0.2, 0.1]),
-                rng.choice(3, size=m, p=[0.3, 0.2, 0.5]),
+                rng.choice(3, size=m, p=[0.9, 0.08, 0.02]),
+                rng.choice(3, size=m, p=[0.1, 0.2, 0.7]),
             ),
             "size": np.maximum(
                 1, np.round(rng.lognormal(np.where(informed, np.log(300), np.log(50)), 0.8))

@@ -34,6 +34,13 @@ def _rolling_count(column: str, window: str) -> pl.Expr:
     return value.rolling_sum_by("ts", window_size=window, closed="right").over("ticker")
 
 
+def _net_premium(window: str) -> pl.Expr:
+    # Signed log so a $2M print and a $20k print differ by a few units, not by a factor of 100.
+    net = pl.col("bullish_premium").fill_null(0.0) - pl.col("bearish_premium").fill_null(0.0)
+    total = net.rolling_sum_by("ts", window_size=window, closed="right").over("ticker")
+    return total.sign() * total.abs().log1p()
+
+
 def _premium_zscore(bars: int, min_std: float) -> pl.Expr:
     # Log premium (0 without flow) against the mean and standard deviation of the previous bars;
     # the deviation is floored at ``min_std`` log units so a first alert after a quiet window
@@ -85,6 +92,40 @@ FEATURES: tuple[Feature, ...] = (
             "clock, this bar included; restarts each session). Intraday timeframes only."
         ),
         timeframes=("1m", "5m", "15m", "1h"),
+    ),
+    Feature(
+        name="flow_net_sweeps_30min",
+        family=FAMILY,
+        build=_rolling_count,
+        params={"column": "net_sweep_count", "window": "30m"},
+        description=(
+            "Bullish minus bearish sweep alerts in bars opening within the last 30 minutes (wall "
+            "clock, this bar included; restarts each session): aggressive, multi-venue orders."
+        ),
+        timeframes=("1m", "5m"),
+    ),
+    Feature(
+        name="flow_net_sweeps_60min",
+        family=FAMILY,
+        build=_rolling_count,
+        params={"column": "net_sweep_count", "window": "60m"},
+        description=(
+            "Bullish minus bearish sweep alerts in bars opening within the last 60 minutes (wall "
+            "clock, this bar included; restarts each session)."
+        ),
+        timeframes=("1m", "5m"),
+    ),
+    Feature(
+        name="flow_net_premium_60min",
+        family=FAMILY,
+        build=_net_premium,
+        params={"window": "60m"},
+        description=(
+            "Net bullish premium of the alerts in bars opening within the last 60 minutes (wall "
+            "clock, this bar included; restarts each session), signed log: sign(x) * ln(1 + |x|) "
+            "with x = bullish_premium - bearish_premium in dollars."
+        ),
+        timeframes=("1m", "5m"),
     ),
     Feature(
         name="flow_premium_zscore_30",

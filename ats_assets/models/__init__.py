@@ -1,0 +1,1 @@
+"""Model training, validation, storage and serving."""

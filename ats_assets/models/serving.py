@@ -1,0 +1,169 @@
+"""One way to load any stored model and predict with a confidence, for backtests and live trading.
+
+A stored model is a set of files verified against its sha256 by the model store; ``serving.json``
+says what kind it is, its input columns, its trading threshold and its prediction scale. The
+ensemble's files name its members (asset, partition, model version, sha256), which are loaded and
+verified in turn.
+
+Confidence, in [0, 1): for one model |p| / (|p| + threshold), so a prediction at the trading
+threshold has confidence 0.5; for the ensemble that figure times the weighted share of members
+that agree with the ensemble's sign.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ats_assets.models.labels import IDS
+
+SERVING_FILE = "serving.json"
+ENSEMBLE_FILE = "ensemble.json"
+
+
+def serving_files(trained: Any) -> dict[str, bytes]:
+    """The files that store a ``training.TrainedModel``: the model's own plus ``serving.json``."""
+    meta = {
+        "kind": trained.kind,
+        "columns": trained.columns,
+        "threshold": trained.threshold,
+        "scale": trained.scale,
+    }
+    return {**trained.model.to_files(), SERVING_FILE: json.dumps(meta).encode()}
+
+
+def rows_to_arrays(
+    frame: pl.DataFrame, columns: list[str]
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Ids (session, ticker, ts) sorted by ticker and ts, the feature matrix and ticker codes."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(
+            f"the feature rows lack model inputs {missing[:5]} (feature version mismatch?)"
+        )
+    frame = frame.sort("ticker", "ts")
+    x = frame.select(pl.col(columns).cast(pl.Float32).fill_null(float("nan"))).to_numpy()
+    group = frame["ticker"].cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    ids = frame.select([c for c in IDS if c in frame.columns])
+    return ids, np.ascontiguousarray(x, dtype=np.float32), group
+
+
+def _confidence(prediction: np.ndarray, threshold: float) -> np.ndarray:
+    magnitude = np.abs(prediction)
+    return magnitude / (magnitude + max(threshold, 1e-12))
+
+
+@dataclass
+class Predictor:
+    """One loaded model."""
+
+    kind: str
+    model: Any
+    columns: list[str]
+    threshold: float
+    scale: float
+
+    @classmethod
+    def from_files(cls, files: dict[str, bytes]) -> "Predictor":
+        meta = json.loads(files[SERVING_FILE])
+        if meta["kind"] == "xgboost":
+            from ats_assets.models.xgb import XGBoostModel
+
+            model: Any = XGBoostModel.from_files(files)
+        else:
+            from ats_assets.models.neural import NeuralModel
+
+            model = NeuralModel.from_files(files)
+        return cls(meta["kind"], model, meta["columns"], meta["threshold"], meta["scale"])
+
+    def raw(self, x: np.ndarray, group: np.ndarray) -> np.ndarray:
+        if self.kind == "xgboost":
+            return self.model.predict(x)
+        return self.model.predict(x, group)
+
+    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Per row (sorted by ticker, ts): prediction, confidence and whether it would trade.
+
+        Sequence models read each ticker's earlier rows in ``frame`` as history, so pass the
+        recent sampled rows of every ticker, not only the latest."""
+        ids, x, group = rows_to_arrays(frame, self.columns)
+        prediction = self.raw(x, group)
+        return ids.with_columns(
+            prediction=pl.Series(prediction),
+            confidence=pl.Series(_confidence(prediction, self.threshold)),
+            trade=pl.Series(np.abs(prediction) >= self.threshold),
+        )
+
+
+@dataclass
+class EnsemblePredictor:
+    """Members' predictions in units of their own validation scale, averaged with weights."""
+
+    members: list[Predictor]
+    weights: list[float]
+    threshold: float
+
+    def raw_with_agreement(
+        self, frame: pl.DataFrame
+    ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+        columns = sorted({c for m in self.members for c in m.columns})
+        ids, x, group = rows_to_arrays(frame, columns)
+        index = {c: j for j, c in enumerate(columns)}
+        scaled = np.stack(
+            [
+                m.raw(np.ascontiguousarray(x[:, [index[c] for c in m.columns]]), group) / m.scale
+                for m in self.members
+            ]
+        )
+        weights = np.asarray(self.weights)[:, None]
+        combined = (weights * scaled).sum(axis=0)
+        agreement = (weights * (np.sign(scaled) == np.sign(combined)[None, :])).sum(axis=0)
+        return ids, combined, agreement
+
+    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
+        ids, combined, agreement = self.raw_with_agreement(frame)
+        return ids.with_columns(
+            prediction=pl.Series(combined),
+            confidence=pl.Series(agreement * _confidence(combined, self.threshold)),
+            agreement=pl.Series(agreement),
+            trade=pl.Series(np.abs(combined) >= self.threshold),
+        )
+
+
+def ensemble_weights(validation_ic: dict[str, float]) -> dict[str, float]:
+    """Weights proportional to each member's positive validation IC (equal if none is positive)."""
+    positive = {k: max(v, 0.0) for k, v in validation_ic.items()}
+    total = sum(positive.values())
+    if total <= 0:
+        return {k: 1.0 / len(validation_ic) for k in validation_ic}
+    return {k: v / total for k, v in positive.items()}
+
+
+class ModelServer:
+    """Loads registry models from a model store (verifying sha256) and predicts for many tickers."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def load(
+        self, asset: str, partition: str, model_version: str | None = None
+    ) -> Predictor | EnsemblePredictor:
+        _, files = self.store.load(asset, partition, model_version)
+        if ENSEMBLE_FILE not in files:
+            return Predictor.from_files(files)
+        meta = json.loads(files[ENSEMBLE_FILE])
+        members = []
+        for member in meta["members"]:
+            ref, member_files = self.store.load(
+                member["asset"], member["partition"], member["model_version"]
+            )
+            if ref.sha256 != member["sha256"]:
+                raise RuntimeError(
+                    f"ensemble member {member['asset']}/{member['partition']} has sha256 "
+                    f"{ref.sha256[:12]}, the ensemble was built with {member['sha256'][:12]}: "
+                    "re-materialize ensemble_model"
+                )
+            members.append(Predictor.from_files(member_files))
+        return EnsemblePredictor(members, meta["weights"], meta["threshold"])

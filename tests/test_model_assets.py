@@ -1,0 +1,176 @@
+"""The model assets materialized with the real DuckDB warehouse and model store, on CPU."""
+
+from dataclasses import replace
+from datetime import date
+
+import dagster as dg
+import polars as pl
+import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from ats_assets.core.calendar import nyse_calendar
+from ats_assets.features.assets import feature_assets
+from ats_assets.features.frames import sessions_before
+from ats_assets.features.pipeline import DAILY_HISTORY_SESSIONS
+from ats_assets.market_data.assets import market_data_assets
+from ats_assets.models.assets import GPU_TAGS, model_assets
+from ats_resources.market_data import SimulatedMarketResource
+
+pytestmark = pytest.mark.slow
+
+WEEKS = ("2024-03-04", "2024-03-11")
+SESSIONS = nyse_calendar().sessions_between(date(2024, 3, 4), date(2024, 3, 15))
+FAST = {
+    "lstm_model": {"config": {"epochs": 2, "max_seconds": 20}},
+    "attention_model": {"config": {"epochs": 2, "max_seconds": 20}},
+    "xgboost_model": {"config": {"n_rounds": 60, "walk_forward_folds": 2}},
+}
+
+
+def _run(resources, instance, selection, first=None, last=None, partition=None, config=None):
+    tags = (
+        {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+        if first
+        else {}
+    )
+    result = dg.materialize(
+        [*market_data_assets, *feature_assets, *model_assets],
+        resources=resources,
+        instance=instance,
+        tags=tags,
+        selection=selection,
+        partition_key=partition,
+        run_config={"ops": config or {}},
+    )
+    assert result.success
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two weeks of features for 40 tickers, then every model asset for both weeks."""
+    from ats_resources.settings import Settings, build_resources
+
+    settings = replace(
+        Settings.from_env({}), data_dir=tmp_path_factory.mktemp("models"), sim_tickers=40
+    )
+    resources = build_resources(settings)
+    resources["market_data"] = resources["options_flow_source"] = SimulatedMarketResource(
+        n_tickers=40
+    )
+    first = sessions_before(SESSIONS[0], DAILY_HISTORY_SESSIONS)[0]
+    results = {}
+    with dg.DagsterInstance.ephemeral() as instance:
+        _run(
+            resources, instance, ["group:market_data", "daily_bars"], str(first), str(SESSIONS[-1])
+        )
+        _run(resources, instance, ["features"], str(SESSIONS[0]), str(SESSIONS[-1]))
+        for week in WEEKS:
+            results[week] = _run(
+                resources,
+                instance,
+                ["group:models"],
+                partition=week,
+                config=FAST,
+            )
+        yield resources, results
+
+
+def _metadata(result, asset: str) -> dict:
+    [event] = [
+        e for e in result.get_asset_materialization_events() if e.asset_key.path[-1] == asset
+    ]
+    return event.materialization.metadata
+
+
+def test_every_model_records_validation_metrics_and_a_verified_artifact(trained):
+    resources, results = trained
+    store = resources["model_store"]
+    for asset in ("xgboost_model", "lstm_model", "attention_model", "ensemble_model"):
+        meta = _metadata(results[WEEKS[1]], asset)
+        for name in (
+            "validation_ic",
+            "validation_rank_ic",
+            "validation_hit_rate",
+            "validation_dollar_profit",
+            "validation_long_short_sharpe",
+        ):
+            assert name in meta, (asset, name)
+        ref, _ = store.load(asset, WEEKS[1])
+        assert ref.sha256 == meta["sha256"].value
+        assert store.verify(ref)
+
+
+def test_xgboost_shows_walk_forward_and_cross_timeframe_validation(trained):
+    meta = _metadata(trained[1][WEEKS[1]], "xgboost_model")
+    assert "walk_forward" in meta and "cross_timeframe" in meta
+    assert (
+        "| 1m |" in meta["cross_timeframe"].value.replace("  ", " ")
+        or "1m" in meta["cross_timeframe"].value
+    )
+
+
+def test_training_set_draws_its_lookback_of_daily_partitions(trained):
+    resources, _ = trained
+    rows = resources["warehouse"].read_window(
+        "training_set", partition_column="week", start=date(2024, 3, 11), end=date(2024, 3, 18)
+    )
+    # the week of 2024-03-11 reads the two weeks that exist of its four-week look-back
+    assert rows["session"].min() == SESSIONS[0]
+    assert rows["session"].max() == SESSIONS[-1]
+    assert {"fwd_return", "excess_return", "label_pnl", "cost_bps", "label_end"} <= set(
+        rows.columns
+    )
+
+
+def test_registry_lists_every_model_with_its_training_window(trained):
+    resources, _ = trained
+    registry = resources["warehouse"].read_table("model_registry")
+    assert set(registry["asset"]) == {
+        "xgboost_model",
+        "lstm_model",
+        "attention_model",
+        "ensemble_model",
+    }
+    assert set(registry["partition"]) == set(WEEKS)
+    assert registry["feature_version"].null_count() == 0
+    assert registry["train_start"].null_count() == 0
+
+
+def test_champion_is_recorded_with_its_reason(trained):
+    resources, _ = trained
+    table = resources["warehouse"].read_table("champion_model").sort("week")
+    assert len(table) == 2
+    assert table["reason"].null_count() == 0
+    second = table.row(1, named=True)
+    if table.row(0, named=True)["model_version"] is not None:
+        assert "vs champion" in second["reason"]
+
+
+def test_training_assets_ask_for_a_gpu_on_kubernetes():
+    by_name = {a.key.path[-1]: a for a in model_assets}
+    for name in ("xgboost_model", "lstm_model", "attention_model"):
+        spec = by_name[name].op.tags
+        assert (
+            spec["dagster-k8s/config"] == GPU_TAGS["dagster-k8s/config"]
+            or "dagster-k8s/config" in spec
+        )
+        assert by_name[name].op.pool == "gpu"
+
+
+def test_served_ensemble_predicts_forty_tickers_in_one_call(trained):
+    from ats_assets.models.serving import ModelServer
+
+    resources, _ = trained
+    rows = resources["warehouse"].read_window(
+        "training_set", partition_column="week", start=date(2024, 3, 11), end=date(2024, 3, 18)
+    )
+    latest = rows.filter(pl.col("session") == SESSIONS[-1])
+    predictor = ModelServer(resources["model_store"]).load("ensemble_model", WEEKS[1])
+    out = predictor.predict(latest)
+    assert out["ticker"].n_unique() == 40
+    assert out["prediction"].is_finite().all()
+    assert out["confidence"].is_between(0.0, 1.0).all()
