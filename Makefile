@@ -11,7 +11,7 @@ INSTANCE ?= dagster.yaml
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export ATS_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install instance demo test lint format dev bench bench-ingest bench-features clean
+.PHONY: install instance demo test lint format dev bench bench-ingest bench-features bench-train clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-ingest: install
 bench-features: install
 	$(BIN)/python -m benchmarks.features
 	$(BIN)/python -m benchmarks.indicator_speed
+
+bench-train: install
+	$(BIN)/python -m benchmarks.train
 
 dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -25,6 +25,10 @@ DEMO_START = date(2024, 10, 28)
 DEMO_END = date(2024, 12, 2)
 # Market data and daily bars start this many sessions earlier: the features' daily look-back.
 DEMO_LEAD_IN = DAILY_HISTORY_SESSIONS
+# Models are trained for the last complete week(s) of the window; the sequence models get a
+# shorter time budget than their defaults so the demo stays within minutes on two CPU cores.
+DEMO_WEEKS = 1
+DEMO_NEURAL = {"epochs": 4, "max_seconds": 40.0}
 
 
 class UsageError(ValueError):
@@ -59,7 +63,22 @@ def _report(result) -> bool:
     return result.success and not failed_checks
 
 
-def run_window(start: date, end: date, lead_in: int = 0) -> bool:
+def complete_weeks(start: date, end: date) -> list[str]:
+    """Keys of the weekly model partitions whose sessions all lie in ``start..end``."""
+    from ats_assets.partitions import sessions_for_window, weekly_partitions
+
+    keys = []
+    for key in weekly_partitions.get_partition_keys():
+        window = weekly_partitions.time_window_for_partition_key(key)
+        sessions = sessions_for_window(window)
+        if window.start.date() > end:
+            break
+        if sessions and sessions[0] >= start and sessions[-1] <= end:
+            keys.append(key)
+    return keys
+
+
+def run_window(start: date, end: date, lead_in: int = 0, weeks: int = DEMO_WEEKS) -> bool:
     """Materialize every asset for sessions ``start..end``; True when every run succeeded.
 
     Market data and daily bars are also materialized for the ``lead_in`` sessions before
@@ -87,28 +106,33 @@ def run_window(start: date, end: date, lead_in: int = 0) -> bool:
         dg.AssetKey("daily_bars")
     }
     daily_features = {dg.AssetKey("features")}
+    models = {k for k in keys if graph.get(k).group_name == "models"}
+    weekly = models - {k for k in models if graph.get(k).partitions_def is None}
     unpartitioned = {k for k in keys if graph.get(k).partitions_def is None}
     first = sessions_before(start, lead_in)[0] if lead_in else start
-    steps = [
-        (f"market data and daily bars, {first} .. {end}", market, first),
-        (f"features, {start} .. {end}", daily_features, start),
-        ("feature registry and analyses", unpartitioned, None),
+    steps: list[tuple[str, set, str | None, str | None]] = [
+        (f"market data and daily bars, {first} .. {end}", market, str(first), str(end)),
+        (f"features, {start} .. {end}", daily_features, str(start), str(end)),
     ]
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    for week in complete_weeks(start, end)[-weeks:] if weeks else []:
+        steps.append((f"training set and models, week of {week}", weekly, week, week))
+    steps.append(("registries and analyses", unpartitioned, None, None))
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        "ops": {name: {"config": DEMO_NEURAL} for name in ("lstm_model", "attention_model")},
+    }
     ok = True
     with instance:
-        for label, selection, since in steps:
+        for label, selection, since, until in steps:
             print(f"- {label}")
             tags = (
-                {
-                    ASSET_PARTITION_RANGE_START_TAG: since.isoformat(),
-                    ASSET_PARTITION_RANGE_END_TAG: end.isoformat(),
-                }
+                {ASSET_PARTITION_RANGE_START_TAG: since, ASSET_PARTITION_RANGE_END_TAG: until}
                 if since
                 else {}
             )
+            config = run_config if selection is weekly else {"loggers": run_config["loggers"]}
             result = job.execute_in_process(
-                run_config=run_config,
+                run_config=config,
                 instance=instance,
                 tags=tags,
                 asset_selection=sorted(selection, key=str),
@@ -167,6 +191,18 @@ def summary(settings: Settings, start: date | None = None, end: date | None = No
             f"feature_registry: {len(registry)} feature columns in {registry['family'].n_unique()} families "
             f"on {registry['timeframe'].n_unique()} timeframes"
         )
+    if "model_registry" in existing:
+        registry = warehouse.read_table("model_registry")
+        lines.append(
+            f"model_registry: {len(registry)} stored models "
+            f"({', '.join(sorted(set(registry['asset'].to_list())))})"
+        )
+    if "champion_model" in existing:
+        latest = warehouse.read_table("champion_model").sort("week").tail(1).row(0, named=True)
+        lines.append(
+            f"champion_model (week of {latest['week']}): {latest['asset']}/{latest['partition']} "
+            f"@{latest['model_version']} - {latest['reason']}"
+        )
     lines.append(f"data lives in: {warehouse.location} ({settings.warehouse}; one table per asset)")
     return "\n".join(lines)
 
@@ -182,7 +218,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"(market data: {settings.market_data}, warehouse: {settings.warehouse})"
     )
     began = time.perf_counter()
-    ok = run_window(start, end, lead_in=args.lead_in)
+    ok = run_window(start, end, lead_in=args.lead_in, weeks=args.weeks)
     print(f"took {time.perf_counter() - began:.1f} s\n")
     print(summary(settings, start, end))
     print("\nopen the UI: make dev, then http://127.0.0.1:3000 (Assets -> market_data)")
@@ -201,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo", help="materialize every asset for a window of sessions and print a summary"
+    )
+    demo.add_argument(
+        "--weeks",
+        type=int,
+        default=DEMO_WEEKS,
+        help=f"train models for this many of the window's last complete weeks (default {DEMO_WEEKS}; 0 skips)",
     )
     demo.add_argument(
         "--start", default=DEMO_START.isoformat(), help=f"first session (default {DEMO_START})"

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from ats_assets.models import metrics
-from ats_assets.models.dataset import Matrix, score, to_matrix
+from ats_assets.models.dataset import Matrix, calibrate, score, to_matrix
 from ats_assets.models.training import TrainingConfig, split
 from ats_assets.models.tuning import TuningConfig, tune_xgboost, tuned_fit
 from ats_assets.models.xgb import XGBoostParams, fit_xgboost
@@ -114,6 +114,7 @@ def test_the_tuned_model_validates_at_least_as_well_as_the_base(data: Matrix, pa
         valid,
         threshold=metrics.trade_threshold(prediction, CONFIG.trade_fraction),
         position_dollars=CONFIG.position_dollars,
+        calibration=calibrate(prediction, valid),
     )
     trained = tuned_fit(data, CONFIG, TuningConfig(trials=6, timeout_s=60.0), BASE)
     tuning = trained.details["tuning"]

@@ -18,7 +18,7 @@ import polars as pl
 from ats_assets.core.tables import markdown_table
 from ats_assets.features.registry import catalogue_version
 from ats_assets.models import metrics
-from ats_assets.models.dataset import score, to_matrix, with_excess_return
+from ats_assets.models.dataset import calibrate, score, to_matrix, with_excess_return
 from ats_assets.models.labels import LabelSpec, feature_columns, training_rows
 from ats_assets.partitions import sessions_for_window, weekly_partitions
 
@@ -353,10 +353,20 @@ def ensemble_model(
     ensemble = EnsemblePredictor(members, [weights[a] for a in MODEL_ASSETS], threshold=0.0)
     _, combined, _ = ensemble.raw_with_agreement(frame)
     ensemble.threshold = metrics.trade_threshold(combined, config.trade_fraction)
+    ensemble.calibration = calibrate(combined, valid)
     validation = score(
-        combined, valid, threshold=ensemble.threshold, position_dollars=config.position_dollars
+        combined,
+        valid,
+        threshold=ensemble.threshold,
+        position_dollars=config.position_dollars,
+        calibration=ensemble.calibration,
     )
-    meta = {"members": refs, "weights": ensemble.weights, "threshold": ensemble.threshold}
+    meta = {
+        "members": refs,
+        "weights": ensemble.weights,
+        "threshold": ensemble.threshold,
+        "calibration": ensemble.calibration,
+    }
     sessions = training_set["session"]
     stored = store.save(
         asset="ensemble_model",
@@ -421,6 +431,7 @@ def champion_model(
             valid,
             threshold=predictor.threshold,
             position_dollars=config.position_dollars,
+            calibration=predictor.calibration,
         )
         return result["dollar_profit"]
 

@@ -106,24 +106,45 @@ def column_index(data: Matrix, columns: list[str]) -> np.ndarray:
     return np.array([lookup[c] for c in columns], dtype=np.int64)
 
 
+def calibrate(prediction: np.ndarray, data: Matrix) -> float:
+    """Basis points of excess return per unit of prediction (least squares through the origin,
+    on validation rows): turns any model's score into an expected return to weigh against cost."""
+    p = np.nan_to_num(np.asarray(prediction, dtype=np.float64))
+    denominator = float(np.dot(p, p))
+    return float(np.dot(p, data.target_bps) / denominator) if denominator > 0 else 0.0
+
+
+def cost_aware(prediction: np.ndarray, data: Matrix, calibration: float) -> np.ndarray:
+    """``prediction`` where its expected return (bps) covers the row's round-trip cost, else 0."""
+    expected = calibration * np.asarray(prediction, dtype=np.float64)
+    return np.where(np.abs(expected) >= data.cost_bps, prediction, 0.0)
+
+
 def score(
-    prediction: np.ndarray, data: Matrix, *, threshold: float, position_dollars: float
+    prediction: np.ndarray,
+    data: Matrix,
+    *,
+    threshold: float,
+    position_dollars: float,
+    calibration: float | None = None,
 ) -> dict[str, float]:
     """Out-of-sample metrics of ``prediction`` on ``data``.
 
     IC, rank IC, per-session IC and its t statistic against the excess return; hit rate, trades,
     dollar profit (``position_dollars`` per trade, after each row's cost) and the long/short
-    Sharpe on the raw forward return of rows with |prediction| >= ``threshold``.
+    Sharpe on the raw forward return of the traded rows: those with |prediction| >= ``threshold``,
+    or, given a ``calibration``, those whose expected return covers their cost.
     """
     correlations = metrics.evaluate(
         prediction, data.excess_return, data.ts, session=data.session, threshold=threshold
     )
+    traded = prediction if calibration is None else cost_aware(prediction, data, calibration)
     dollars = metrics.evaluate(
-        prediction,
+        traded,
         data.fwd_return,
         data.ts,
         session=data.session,
-        threshold=threshold,
+        threshold=threshold if calibration is None else 0.0,
         cost_bps=data.cost_bps,
         position_dollars=position_dollars,
     )

@@ -5,6 +5,9 @@ says what kind it is, its input columns, its trading threshold and its predictio
 ensemble's files name its members (asset, partition, model version, sha256), which are loaded and
 verified in turn.
 
+Each prediction comes with ``expected_bps``: the excess return it implies, calibrated on
+validation rows, to weigh against a trade's cost.
+
 Confidence, in [0, 1): for one model |p| / (|p| + threshold), so a prediction at the trading
 threshold has confidence 0.5; for the ensemble that figure times the weighted share of members
 that agree with the ensemble's sign.
@@ -30,6 +33,7 @@ def serving_files(trained: Any) -> dict[str, bytes]:
         "columns": trained.columns,
         "threshold": trained.threshold,
         "scale": trained.scale,
+        "calibration": trained.calibration,
     }
     return {**trained.model.to_files(), SERVING_FILE: json.dumps(meta).encode()}
 
@@ -64,6 +68,7 @@ class Predictor:
     columns: list[str]
     threshold: float
     scale: float
+    calibration: float = 0.0  # expected excess return (bps) per unit of prediction
 
     @classmethod
     def from_files(cls, files: dict[str, bytes]) -> "Predictor":
@@ -76,7 +81,14 @@ class Predictor:
             from ats_assets.models.neural import NeuralModel
 
             model = NeuralModel.from_files(files)
-        return cls(meta["kind"], model, meta["columns"], meta["threshold"], meta["scale"])
+        return cls(
+            meta["kind"],
+            model,
+            meta["columns"],
+            meta["threshold"],
+            meta["scale"],
+            meta.get("calibration", 0.0),
+        )
 
     def raw(self, x: np.ndarray, group: np.ndarray) -> np.ndarray:
         if self.kind == "xgboost":
@@ -92,6 +104,7 @@ class Predictor:
         prediction = self.raw(x, group)
         return ids.with_columns(
             prediction=pl.Series(prediction),
+            expected_bps=pl.Series(prediction * self.calibration),
             confidence=pl.Series(_confidence(prediction, self.threshold)),
             trade=pl.Series(np.abs(prediction) >= self.threshold),
         )
@@ -104,6 +117,7 @@ class EnsemblePredictor:
     members: list[Predictor]
     weights: list[float]
     threshold: float
+    calibration: float = 0.0  # expected excess return (bps) per unit of prediction
 
     def raw_with_agreement(
         self, frame: pl.DataFrame
@@ -126,6 +140,7 @@ class EnsemblePredictor:
         ids, combined, agreement = self.raw_with_agreement(frame)
         return ids.with_columns(
             prediction=pl.Series(combined),
+            expected_bps=pl.Series(combined * self.calibration),
             confidence=pl.Series(agreement * _confidence(combined, self.threshold)),
             agreement=pl.Series(agreement),
             trade=pl.Series(np.abs(combined) >= self.threshold),
@@ -166,4 +181,6 @@ class ModelServer:
                     "re-materialize ensemble_model"
                 )
             members.append(Predictor.from_files(member_files))
-        return EnsemblePredictor(members, meta["weights"], meta["threshold"])
+        return EnsemblePredictor(
+            members, meta["weights"], meta["threshold"], meta.get("calibration", 0.0)
+        )

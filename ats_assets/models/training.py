@@ -15,7 +15,14 @@ import polars as pl
 
 from ats_assets.features.definition import TIMEFRAMES
 from ats_assets.models import metrics
-from ats_assets.models.dataset import Matrix, column_index, score, screen_features, to_matrix
+from ats_assets.models.dataset import (
+    Matrix,
+    calibrate,
+    column_index,
+    score,
+    screen_features,
+    to_matrix,
+)
 from ats_assets.models.neural import NeuralConfig, NeuralModel, fit_neural
 from ats_assets.models.splits import holdout_split, walk_forward_splits
 from ats_assets.models.xgb import XGBoostModel, XGBoostParams, fit_xgboost
@@ -42,6 +49,7 @@ class TrainedModel:
     columns: list[str]
     threshold: float  # |prediction| at which a row trades (top trade_fraction on validation)
     scale: float  # standard deviation of the validation predictions
+    calibration: float  # expected excess return (bps) per unit of prediction, from validation
     validation: dict[str, float]
     device: str
     seconds: float
@@ -107,8 +115,13 @@ def fit(
     else:
         raise ValueError(f"unknown model kind {kind!r}; use xgboost, lstm or attention")
     threshold = metrics.trade_threshold(prediction, config.trade_fraction)
+    calibration = calibrate(prediction, valid)
     validation = score(
-        prediction, valid, threshold=threshold, position_dollars=config.position_dollars
+        prediction,
+        valid,
+        threshold=threshold,
+        position_dollars=config.position_dollars,
+        calibration=calibration,
     )
     return TrainedModel(
         kind=kind,
@@ -116,6 +129,7 @@ def fit(
         columns=columns,
         threshold=threshold,
         scale=float(np.std(prediction)) or 1.0,
+        calibration=calibration,
         validation=validation,
         device=model.device,
         seconds=time.perf_counter() - began,

@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from ats_assets.models import metrics, training
-from ats_assets.models.dataset import Matrix, score, screen_features, to_matrix
+from ats_assets.models.dataset import Matrix, calibrate, score, screen_features, to_matrix
 from ats_assets.models.training import TrainedModel, TrainingConfig
 from ats_assets.models.xgb import XGBoostParams, fit_xgboost, pick_device
 
@@ -118,6 +118,7 @@ def tune_xgboost(
             valid,
             threshold=metrics.trade_threshold(prediction, trade_fraction),
             position_dollars=position_dollars,
+            calibration=calibrate(prediction, valid),  # the same trading rule as training.fit
         )
         trial.set_user_attr("best_iteration", model.best_iteration)
         value = float(result[metric])
