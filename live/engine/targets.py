@@ -1,0 +1,36 @@
+"""Profit targets: a fixed level some ATRs beyond entry, and whether a bar reached it."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def _direction(direction: ArrayLike) -> np.ndarray:
+    """+1 long, -1 short, 0 flat (NaN counts as flat), as float64 for broadcasting."""
+    return np.nan_to_num(np.sign(np.asarray(direction, dtype=np.float64)), nan=0.0)
+
+
+def profit_target(
+    direction: ArrayLike, entry: ArrayLike, atr: ArrayLike, multiple: ArrayLike
+) -> np.ndarray:
+    """Target price (dollars): ``multiple`` ATRs above entry for longs, below for shorts.
+
+    ``entry`` and ``atr`` in dollars, ``multiple`` in ATRs. Flat tickers get NaN."""
+    side = _direction(direction)
+    distance = np.asarray(multiple, dtype=np.float64) * np.asarray(atr, dtype=np.float64)
+    target = np.asarray(entry, dtype=np.float64) + side * distance
+    return np.where(side != 0, target, np.nan)
+
+
+def target_hit(
+    direction: ArrayLike, target: ArrayLike, high: ArrayLike, low: ArrayLike
+) -> np.ndarray:
+    """True where this bar reached the target: long high >= target, short low <= target (dollars).
+
+    Flat tickers and NaN inputs give False."""
+    side = _direction(direction)
+    target = np.asarray(target, dtype=np.float64)
+    long_hit = np.asarray(high, dtype=np.float64) >= target
+    short_hit = np.asarray(low, dtype=np.float64) <= target
+    return np.asarray(((side > 0) & long_hit) | ((side < 0) & short_hit))
