@@ -240,6 +240,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     """The resource mapping for the code location, chosen by ``settings`` in this one place."""
     from ats_resources.market_data import SimulatedMarketResource
     from ats_resources.model_store import ModelStore
+    from ats_resources.report_store import ReportStore
     from ats_resources.warehouse import WarehouseIOManager
 
     warehouse = _warehouse(settings)
@@ -253,4 +254,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "options_flow_source": _options_flow(settings, simulated),
         "feature_cache": _feature_cache(settings),
         "model_store": ModelStore(root=str(settings.data_dir / "models")),
+        "report_store": ReportStore(root=str(settings.data_dir / "reports")),
     }

@@ -56,17 +56,19 @@ def minute_panel(
     tickers = sorted(bars["ticker"].unique().to_list()) if tickers is None else list(tickers)
     frame = bars.filter(pl.col("ticker").is_in(tickers))
     if spread is not None:
-        frame = frame.join(spread.select("ticker", "ts", "spread_bps"), on=["ticker", "ts"], how="left")
+        frame = frame.join(
+            spread.select("ticker", "ts", "spread_bps"), on=["ticker", "ts"], how="left"
+        )
     else:
         frame = frame.with_columns(spread_bps=pl.lit(None, dtype=pl.Float64))
-    times = frame.select("ts", "session").unique().sort("ts")
+    times = frame.select("ts", "session").unique().sort("ts").with_row_index("row")
     ts = times["ts"].to_list()
     sessions = times["session"].to_list()
-    row = {t: i for i, t in enumerate(ts)}
-    column = {t: j for j, t in enumerate(tickers)}
     shape = (len(ts), len(tickers))
-    r = np.fromiter((row[t] for t in frame["ts"].to_list()), dtype=np.int64, count=len(frame))
-    c = frame["ticker"].replace_strict(column, return_dtype=pl.Int64).to_numpy()
+    cols = pl.DataFrame({"ticker": tickers, "col": np.arange(len(tickers))})
+    frame = frame.join(times.select("ts", "row"), on="ts").join(cols, on="ticker")
+    r = frame["row"].to_numpy().astype(np.int64)
+    c = frame["col"].to_numpy()
     arrays = {}
     for name in ("open", "high", "low", "close", "volume", "spread_bps"):
         values = np.full(shape, np.nan)
@@ -88,3 +90,22 @@ def minute_panel(
         minutes_to_close=minutes_to_close,
         **arrays,
     )
+
+
+def signal_panel(panel: MinutePanel, predictions: pl.DataFrame):
+    """Predictions (ticker, ts, expected_bps, confidence, cost_bps) as arrays aligned to ``panel``.
+
+    A prediction at ``ts`` is the model's output on the close of the bar that opened at ``ts``
+    (its features use bars completed by then), so the engine reads it on that bar's close."""
+    from live.engine.strategy import SignalPanel
+
+    signals = SignalPanel.empty(*panel.shape)
+    rows = pl.DataFrame({"ts": panel.ts, "row": np.arange(len(panel.ts))}).with_columns(
+        pl.col("ts").cast(predictions.schema["ts"])
+    )
+    cols = pl.DataFrame({"ticker": panel.tickers, "col": np.arange(len(panel.tickers))})
+    placed = predictions.join(rows, on="ts", how="inner").join(cols, on="ticker", how="inner")
+    r, c = placed["row"].to_numpy(), placed["col"].to_numpy()
+    for name in ("expected_bps", "confidence", "cost_bps"):
+        getattr(signals, name)[r, c] = placed[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return signals

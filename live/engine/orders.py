@@ -20,7 +20,7 @@ def to_cent(price: float) -> float:
     """``price`` dollars rounded to the cent, halves away from zero (10.005 -> 10.01).
 
     Rounds the shortest decimal form of the float, so 10.005 is a half, not 10.00499999..."""
-    return float(Decimal(repr(price)).quantize(_CENT, rounding=ROUND_HALF_UP))
+    return float(Decimal(repr(float(price))).quantize(_CENT, rounding=ROUND_HALF_UP))
 
 
 def _wider_than(value_bps: float, threshold_bps: float) -> bool:

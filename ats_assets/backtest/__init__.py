@@ -1,0 +1,1 @@
+"""Backtest reports: each weekly model evaluated by the strategy engine on the following week."""
