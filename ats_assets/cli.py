@@ -25,8 +25,9 @@ DEMO_START = date(2024, 10, 28)
 DEMO_END = date(2024, 12, 2)
 # Market data and daily bars start this many sessions earlier: the features' daily look-back.
 DEMO_LEAD_IN = DAILY_HISTORY_SESSIONS
-# Models are trained for the last complete week(s) of the window; the sequence models get a
-# shorter time budget than their defaults so the demo stays within minutes on two CPU cores.
+# Models are trained for the complete week(s) before the window's last complete week, which is
+# their out-of-sample backtest (the demo's holds Thanksgiving and its early close). The sequence
+# models get a shorter time budget than their defaults so the demo stays within minutes on two CPU cores.
 DEMO_WEEKS = 1
 DEMO_NEURAL = {"epochs": 4, "max_seconds": 40.0}
 
@@ -78,6 +79,19 @@ def complete_weeks(start: date, end: date) -> list[str]:
     return keys
 
 
+def model_weeks(start: date, end: date, weeks: int) -> list[tuple[str, bool]]:
+    """The ``weeks`` model weeks to train, each with whether its backtest week is in the window.
+
+    A model week is backtested on the following week, so when the window allows it the models are
+    trained for the weeks before the last complete one, which is then their out-of-sample test."""
+    complete = complete_weeks(start, end)
+    if not weeks or not complete:
+        return []
+    if len(complete) > weeks:
+        return [(week, True) for week in complete[-weeks - 1 : -1]]
+    return [(week, False) for week in complete[-weeks:]]
+
+
 def run_window(start: date, end: date, lead_in: int = 0, weeks: int = DEMO_WEEKS) -> bool:
     """Materialize every asset for sessions ``start..end``; True when every run succeeded.
 
@@ -114,8 +128,13 @@ def run_window(start: date, end: date, lead_in: int = 0, weeks: int = DEMO_WEEKS
         (f"market data and daily bars, {first} .. {end}", market, str(first), str(end)),
         (f"features, {start} .. {end}", daily_features, str(start), str(end)),
     ]
-    for week in complete_weeks(start, end)[-weeks:] if weeks else []:
-        steps.append((f"training set and models, week of {week}", weekly, week, week))
+    backtest = {k for k in keys if graph.get(k).group_name == "backtest"}
+    for week, tested in model_weeks(start, end, weeks):
+        if tested:
+            label = f"training set and models, week of {week}; backtest on the week after"
+            steps.append((label, weekly | backtest, week, week))
+        else:
+            steps.append((f"training set and models, week of {week}", weekly, week, week))
     steps.append(("registries and analyses", unpartitioned, None, None))
     run_config = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
@@ -130,7 +149,7 @@ def run_window(start: date, end: date, lead_in: int = 0, weeks: int = DEMO_WEEKS
                 if since
                 else {}
             )
-            config = run_config if selection is weekly else {"loggers": run_config["loggers"]}
+            config = run_config if weekly <= selection else {"loggers": run_config["loggers"]}
             result = job.execute_in_process(
                 run_config=config,
                 instance=instance,
@@ -203,6 +222,15 @@ def summary(settings: Settings, start: date | None = None, end: date | None = No
             f"champion_model (week of {latest['week']}): {latest['asset']}/{latest['partition']} "
             f"@{latest['model_version']} - {latest['reason']}"
         )
+    if "backtest_report" in existing:
+        trades = warehouse.read_table("backtest_report")
+        for week, group in trades.group_by("week", maintain_order=True):
+            report = settings.data_dir / "reports" / "backtest_report" / f"{week[0]}.html"
+            lines.append(
+                f"backtest_report (model week of {week[0]}, traded the week after): "
+                f"{len(group)} trades, P&L ${group['pnl'].sum():,.2f} after "
+                f"${group['fees'].sum():,.2f} fees; report: {report}"
+            )
     lines.append(f"data lives in: {warehouse.location} ({settings.warehouse}; one table per asset)")
     return "\n".join(lines)
 
@@ -242,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         "--weeks",
         type=int,
         default=DEMO_WEEKS,
-        help=f"train models for this many of the window's last complete weeks (default {DEMO_WEEKS}; 0 skips)",
+        help=(
+            f"train and backtest models for this many complete weeks (default {DEMO_WEEKS}; "
+            "0 skips): the weeks before the window's last complete week, the backtests' week"
+        ),
     )
     demo.add_argument(
         "--start", default=DEMO_START.isoformat(), help=f"first session (default {DEMO_START})"

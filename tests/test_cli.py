@@ -94,3 +94,20 @@ def test_demo_over_a_short_window_prints_the_summary_and_is_repeatable(cli_env):
         return lines[start : start + 9]
 
     assert table(second.stdout) == table(first.stdout)
+
+
+def test_demo_trains_the_week_before_the_last_complete_week_and_backtests_on_the_last():
+    from ats_assets.cli import DEMO_END, DEMO_START, model_weeks
+
+    # 2024-11-25 .. 11-29 (Thanksgiving, early close) is the last complete week of the window
+    assert model_weeks(DEMO_START, DEMO_END, 1) == [("2024-11-18", True)]
+    assert model_weeks(DEMO_START, DEMO_END, 2) == [("2024-11-11", True), ("2024-11-18", True)]
+
+
+def test_a_window_of_one_complete_week_trains_it_without_a_backtest():
+    from datetime import date
+
+    from ats_assets.cli import model_weeks
+
+    assert model_weeks(date(2024, 11, 18), date(2024, 11, 22), 1) == [("2024-11-18", False)]
+    assert model_weeks(date(2024, 11, 18), date(2024, 11, 22), 0) == []
