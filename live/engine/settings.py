@@ -48,7 +48,9 @@ class StrategySettings:
     max_drawdown: float = 0.10  # fraction of peak equity
     # order types
     limit_spread_bps: float = 8.0  # entries in names quoted wider than this use limit orders
-    stop_limit_volatility_bps: float = 40.0  # stop exits above this ATR (bps) use stop-limits
+    stop_limit_volatility_bps: float = (
+        40.0  # entries in names with a 1-minute ATR above this use stop-limits
+    )
     limit_ttl_minutes: int = 5  # unfilled rest of a limit order is cancelled after this
 
     @classmethod
