@@ -20,7 +20,7 @@ from live.backtest.broker import SimulatedBroker, last_prices
 from live.backtest.panel import MinutePanel
 from live.engine.portfolio import Portfolio
 from live.engine.settings import ExecutionCosts
-from live.engine.types import Fill, Order
+from live.engine.types import Cancel, Fill, Order
 
 
 class Strategy(Protocol):
@@ -32,8 +32,11 @@ class Strategy(Protocol):
     def on_fill(self, fill: Fill, row: int, portfolio: Portfolio) -> None: ...
 
     def on_bar(
-        self, row: int, equity: float, portfolio: Portfolio, pending: set[str]
-    ) -> list[Order]: ...
+        self, row: int, equity: float, portfolio: Portfolio, pending: dict[str, list[Order]]
+    ) -> list[Order | Cancel]:
+        """Decisions on bar ``row``'s close; ``pending``: each ticker's working orders. A
+        :class:`Cancel` takes effect before the orders that follow it are submitted."""
+        ...
 
     def end_session(self, day: date, portfolio: Portfolio) -> None: ...
 
@@ -147,10 +150,14 @@ def run_backtest(
             cash[i] = portfolio.cash
             equity[i] = portfolio.cash + net[i]
             held[i] = len(portfolio.positions)
-            pending = {w.order.ticker for w in broker.working.values()}
-            for order in strategy.on_bar(i, float(equity[i]), portfolio, pending):
-                if broker.submit(order, i):
-                    orders.append(order)
+            pending: dict[str, list[Order]] = {}
+            for work in broker.working.values():
+                pending.setdefault(work.order.ticker, []).append(work.order)
+            for decision in strategy.on_bar(i, float(equity[i]), portfolio, pending):
+                if isinstance(decision, Cancel):
+                    broker.cancel(decision.client_order_id, decision.reason)
+                elif broker.submit(decision, i):
+                    orders.append(decision)
         broker.cancel_all("session end")
         strategy.end_session(day, portfolio)
     sectors = sectors or {}

@@ -59,7 +59,7 @@ class SignalStrategy:
         )
 
     def on_bar(
-        self, row: int, equity: float, portfolio: Portfolio, pending: set[str]
+        self, row: int, equity: float, portfolio: Portfolio, pending: dict[str, list[Order]]
     ) -> list[Order]:
         if not self.active[row]:
             return []

@@ -32,9 +32,14 @@ from live.engine.signals import entry_signals, signal_strength
 from live.engine.sizing import position_size
 from live.engine.stops import initial_stop, stop_hit, trail_stop
 from live.engine.targets import profit_target, target_hit
-from live.engine.types import Fill, Intent, Order, Position
+from live.engine.types import Cancel, Fill, Intent, Order, OrderType, Position
 
 HISTORY_BARS = 60  # recent closes kept per ticker for the timeframe selector
+# Flat-at-close decisions start this many minutes before the close, so a market exit has two bars
+# to fill in (a name without a bar in the last minute is not carried overnight for that alone).
+CLOSE_DECISION_MINUTES = 2
+# Exits that cancel a resting order of the position (a target limit, an entry's unfilled rest).
+URGENT = (Intent.STOP, Intent.CLOSE)
 
 
 @dataclass
@@ -103,15 +108,17 @@ class StrategyEngine:
     def on_fill(self, fill: Fill, row: int, portfolio: Portfolio) -> None:
         plan = self._entry_plan.get(fill.client_order_id)
         position = portfolio.positions.get(fill.ticker)
-        if plan is None or position is None or not math.isnan(position.stop):
+        if plan is None or position is None:
             return
+        # Every fill of the entry (limits fill in parts) re-anchors stop and target on the
+        # position's average price; the peak starts from the first fill.
         d = position.direction
         atr = plan["atr"]
-        position.stop = float(initial_stop(d, fill.price, atr, self.settings.stop_atr_multiple))
-        position.target = float(
-            profit_target(d, fill.price, atr, self.settings.target_atr_multiple)
-        )
-        position.peak = fill.price
+        price = position.avg_price
+        position.stop = float(initial_stop(d, price, atr, self.settings.stop_atr_multiple))
+        position.target = float(profit_target(d, price, atr, self.settings.target_atr_multiple))
+        if math.isnan(position.peak):
+            position.peak = fill.price
         position.max_holding_bars = self.holding_minutes
         position.meta["atr"] = atr
 
@@ -136,18 +143,31 @@ class StrategyEngine:
         self.session_first = False
 
     def on_bar(
-        self, row: int, equity: float, portfolio: Portfolio, pending: set[str]
-    ) -> list[Order]:
+        self, row: int, equity: float, portfolio: Portfolio, pending: dict[str, list[Order]]
+    ) -> list[Order | Cancel]:
         self._update_bar(row)
         state = self.risk.update(equity)
         if state.halted:
-            return [
-                self._exit(p, Intent.KILL, row, state.reason)
-                for t, p in portfolio.positions.items()
-                if t not in pending
-            ]
-        orders = self._manage(row, portfolio, pending)
-        return orders + self._enter(row, equity, portfolio, pending | {o.ticker for o in orders})
+            return self._flatten(row, portfolio, pending, state.reason)
+        decisions = self._manage(row, portfolio, pending)
+        busy = set(pending) | {d.ticker for d in decisions}
+        return decisions + self._enter(row, equity, portfolio, busy)
+
+    def _flatten(
+        self, row: int, portfolio: Portfolio, pending: dict[str, list[Order]], reason: str
+    ) -> list[Order | Cancel]:
+        """Kill switch: cancel every working order but a market exit, flatten every position."""
+        decisions: list[Order | Cancel] = []
+        for ticker, orders in pending.items():
+            for order in orders:
+                if not (order.order_type is OrderType.MARKET and order.intent is not Intent.ENTRY):
+                    decisions.append(
+                        Cancel(order.client_order_id, ticker, f"kill switch: {reason}")
+                    )
+        for ticker, position in portfolio.positions.items():
+            if not _exiting(pending.get(ticker, ())):
+                decisions.append(self._exit(position, Intent.KILL, row, reason))
+        return decisions
 
     def _exit(self, position: Position, intent: Intent, row: int, reason: str) -> Order:
         j = self.column[position.ticker]
@@ -166,8 +186,12 @@ class StrategyEngine:
         close = self.last_close[j]
         return float(self.atr[j] / close * 1e4) if close > 0 else math.nan
 
-    def _manage(self, row: int, portfolio: Portfolio, pending: set[str]) -> list[Order]:
-        held = [p for t, p in portfolio.positions.items() if t not in pending]
+    def _manage(
+        self, row: int, portfolio: Portfolio, pending: dict[str, list[Order]]
+    ) -> list[Order | Cancel]:
+        # A position whose market exit is on its way is left alone; one with a resting limit (its
+        # target, or the rest of its entry) is still watched for the urgent exits.
+        held = [p for t, p in portfolio.positions.items() if not _exiting(pending.get(t, ()))]
         if not held:
             return []
         s = self.settings
@@ -180,11 +204,10 @@ class StrategyEngine:
         peak = update_peak(d, np.array([p.peak for p in held]), high, low)
         stop = trail_stop(d, np.array([p.stop for p in held]), peak, atr, s.trail_atr_multiple)
         target = np.array([p.target for p in held])
+        closing = s.flat_at_close and bars.minutes_to_close[row] <= CLOSE_DECISION_MINUTES
         exits = {
             Intent.STOP: stop_hit(d, stop, high, low),
-            Intent.CLOSE: np.full(
-                len(held), s.flat_at_close and bars.minutes_to_close[row] <= 1, dtype=bool
-            ),
+            Intent.CLOSE: np.full(len(held), closing, dtype=bool),
             Intent.TARGET: target_hit(d, target, high, low),
             Intent.PEAK: peak_exit(d, entry, peak, close, atr, s),
             Intent.TIME: np.array([p.bars_held + 1 >= p.max_holding_bars > 0 for p in held]),
@@ -193,16 +216,23 @@ class StrategyEngine:
         cost = self.signals.cost_bps[row, cols]
         with np.errstate(invalid="ignore"):
             exits[Intent.SIGNAL_EXIT] = d * expected < -s.cost_multiple * cost
-        orders = []
+        decisions: list[Order | Cancel] = []
         for k, position in enumerate(held):
             position.bars_held += 1
             position.peak = float(peak[k])
             position.stop = float(stop[k])
+            resting = pending.get(position.ticker, ())
             for intent, hit in exits.items():
-                if hit[k]:
-                    orders.append(self._exit(position, intent, row, _exit_reason(intent, position)))
-                    break
-        return orders
+                if not hit[k] or (resting and intent not in URGENT):
+                    continue
+                reason = _exit_reason(intent, position)
+                decisions += [
+                    Cancel(o.client_order_id, o.ticker, f"replaced by a {intent} exit")
+                    for o in resting
+                ]
+                decisions.append(self._exit(position, intent, row, reason))
+                break
+        return decisions
 
     def _enter(self, row: int, equity: float, portfolio: Portfolio, busy: set[str]) -> list[Order]:
         s = self.settings
@@ -298,3 +328,8 @@ def _exit_reason(intent: Intent, position: Position) -> str:
         Intent.TIME: f"held {position.bars_held} of {position.max_holding_bars} minutes",
         Intent.SIGNAL_EXIT: "the model now predicts the other way",
     }.get(intent, str(intent))
+
+
+def _exiting(orders) -> bool:
+    """Whether a market exit is already working (it fills on the next bar with a print)."""
+    return any(o.order_type is OrderType.MARKET and o.intent is not Intent.ENTRY for o in orders)

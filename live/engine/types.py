@@ -73,6 +73,15 @@ class Order:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    """A decision to cancel a working order (before an urgent exit replaces it)."""
+
+    client_order_id: str
+    ticker: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Fill:
     """An execution of (part of) an order; ``price`` includes slippage, ``fees`` are dollars."""
 
