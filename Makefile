@@ -11,7 +11,7 @@ INSTANCE ?= dagster.yaml
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export ATS_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install instance demo test lint format dev bench bench-ingest bench-features bench-train clean
+.PHONY: install instance demo test lint format dev bench bench-ingest bench-features bench-train bench-backtest clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-features: install
 
 bench-train: install
 	$(BIN)/python -m benchmarks.train
+
+bench-backtest: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks.backtest
 
 dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

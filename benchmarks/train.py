@@ -58,6 +58,18 @@ def _write_rows(folder: Path) -> dict:
     return {"rows": len(rows), "seconds": time.perf_counter() - began}
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak resident memory.
+
+    Not ``getrusage``: on Linux its ``ru_maxrss`` survives ``fork``/``exec``, so a child would
+    report the parent's (larger) peak. ``VmHWM`` belongs to the process's own address space.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _train(folder: str, kind: str) -> None:
     """Child process: train one model kind, save it, print JSON."""
     import polars as pl
@@ -82,7 +94,7 @@ def _train(folder: str, kind: str) -> None:
                 "seconds": seconds,
                 "device": trained.device,
                 "validation_ic": trained.validation["ic"],
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": _peak_rss_mb(),
             }
         )
     )
