@@ -9,11 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from live.engine.settings import StrategySettings
-
-
-def _direction(direction: ArrayLike) -> np.ndarray:
-    """+1 long, -1 short, 0 flat (NaN counts as flat), as float64 for broadcasting."""
-    return np.nan_to_num(np.sign(np.asarray(direction, dtype=np.float64)), nan=0.0)
+from live.engine.types import side_of
 
 
 def update_peak(
@@ -24,7 +20,7 @@ def update_peak(
     Longs: the highest high; shorts: the lowest low. A NaN peak (a new position) starts from the
     bar; a NaN bar (no trade this minute) keeps the peak. Flat tickers get NaN.
     """
-    side = _direction(direction)
+    side = side_of(direction)
     peak = np.asarray(peak, dtype=np.float64)
     # fmax/fmin ignore a NaN on one side, which gives both the initialisation and the no-bar case
     long_peak = np.fmax(peak, np.asarray(high, dtype=np.float64))
@@ -46,7 +42,7 @@ def peak_exit(
     then exits when ``close`` is ``peak_retrace_atr`` ATRs or more back from the peak. Prices and
     ``atr`` in dollars. Flat tickers, NaN inputs and a non-positive ATR give False.
     """
-    side = _direction(direction)
+    side = side_of(direction)
     peak = np.asarray(peak, dtype=np.float64)
     atr = np.asarray(atr, dtype=np.float64)
     gain = (peak - np.asarray(entry, dtype=np.float64)) * side

@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-
-def _direction(direction: ArrayLike) -> np.ndarray:
-    """+1 long, -1 short, 0 flat (NaN counts as flat), as float64 for broadcasting."""
-    return np.nan_to_num(np.sign(np.asarray(direction, dtype=np.float64)), nan=0.0)
+from live.engine.types import side_of
 
 
 def initial_stop(
@@ -17,7 +14,7 @@ def initial_stop(
     """Stop price (dollars): ``multiple`` ATRs below entry for longs, above for shorts.
 
     ``entry`` and ``atr`` in dollars, ``multiple`` in ATRs. Flat tickers get NaN."""
-    side = _direction(direction)
+    side = side_of(direction)
     distance = np.asarray(multiple, dtype=np.float64) * np.asarray(atr, dtype=np.float64)
     stop = np.asarray(entry, dtype=np.float64) - side * distance
     return np.where(side != 0, stop, np.nan)
@@ -35,7 +32,7 @@ def trail_stop(
     Longs: max(stop, peak - k * atr); shorts: min(stop, peak + k * atr). A NaN ATR or peak keeps
     the stop (a widening ATR must not pull it back); a NaN stop takes the trailing level.
     Flat tickers get NaN."""
-    side = _direction(direction)
+    side = side_of(direction)
     stop = np.asarray(stop, dtype=np.float64)
     distance = np.asarray(trail_multiple, dtype=np.float64) * np.asarray(atr, dtype=np.float64)
     peak = np.asarray(peak, dtype=np.float64)
@@ -49,7 +46,7 @@ def stop_hit(direction: ArrayLike, stop: ArrayLike, high: ArrayLike, low: ArrayL
     """True where this bar reached the stop: long low <= stop, short high >= stop (dollars).
 
     Flat tickers and NaN inputs give False."""
-    side = _direction(direction)
+    side = side_of(direction)
     stop = np.asarray(stop, dtype=np.float64)
     long_hit = np.asarray(low, dtype=np.float64) <= stop
     short_hit = np.asarray(high, dtype=np.float64) >= stop

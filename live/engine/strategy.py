@@ -83,6 +83,7 @@ class StrategyEngine:
         self.atr = np.full(n, np.nan)  # Wilder ATR of 1-minute bars, dollars
         self.prev_close = np.full(n, np.nan)
         self.history = np.full((HISTORY_BARS, n), np.nan)
+        self._head = 0
         self.last_close = np.full(n, np.nan)
         self.focus_mask = np.ones(n, dtype=bool)
         self.session_first = True
@@ -138,8 +139,9 @@ class StrategyEngine:
         seen = np.isfinite(close)
         self.prev_close[seen] = close[seen]
         self.last_close[seen] = close[seen]
-        self.history = np.roll(self.history, -1, axis=0)
-        self.history[-1] = self.last_close
+        # a ring buffer: row ``_head`` is the oldest close (see _recent_closes)
+        self.history[self._head] = self.last_close
+        self._head = (self._head + 1) % HISTORY_BARS
         self.session_first = False
 
     def on_bar(
@@ -181,6 +183,11 @@ class StrategyEngine:
             self.bars.ts[row],
             reason=reason,
         )
+
+    def _recent_closes(self, j: int) -> np.ndarray:
+        """Ticker ``j``'s last HISTORY_BARS closes, oldest first."""
+        column = self.history[:, j]
+        return np.concatenate((column[self._head :], column[: self._head]))
 
     def _volatility_bps(self, j: int) -> float:
         close = self.last_close[j]
@@ -241,7 +248,8 @@ class StrategyEngine:
             return []
         expected = self.signals.expected_bps[row]
         cost = self.signals.cost_bps[row]
-        held = np.isin(np.asarray(self.tickers), list(set(portfolio.positions) | busy))
+        held = np.zeros(len(self.tickers), dtype=bool)
+        held[[self.column[t] for t in set(portfolio.positions) | busy]] = True
         tradable = self.focus_mask & ~held & np.isfinite(self.atr) & np.isfinite(bars.close[row])
         direction = entry_signals(expected, self.signals.confidence[row], cost, s, tradable)
         chosen = np.flatnonzero(direction)
@@ -254,7 +262,7 @@ class StrategyEngine:
             ticker = self.tickers[j]
             d = int(direction[j])
             price = float(bars.close[row, j])
-            minutes = select_timeframe(self.history[:, j])
+            minutes = select_timeframe(self._recent_closes(j))
             atr = float(self.atr[j] * timeframe_atr_scale(minutes))
             stop = float(initial_stop(d, price, atr, s.stop_atr_multiple))
             size = position_size(equity, price, stop, s)

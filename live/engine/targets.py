@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-
-def _direction(direction: ArrayLike) -> np.ndarray:
-    """+1 long, -1 short, 0 flat (NaN counts as flat), as float64 for broadcasting."""
-    return np.nan_to_num(np.sign(np.asarray(direction, dtype=np.float64)), nan=0.0)
+from live.engine.types import side_of
 
 
 def profit_target(
@@ -17,7 +14,7 @@ def profit_target(
     """Target price (dollars): ``multiple`` ATRs above entry for longs, below for shorts.
 
     ``entry`` and ``atr`` in dollars, ``multiple`` in ATRs. Flat tickers get NaN."""
-    side = _direction(direction)
+    side = side_of(direction)
     distance = np.asarray(multiple, dtype=np.float64) * np.asarray(atr, dtype=np.float64)
     target = np.asarray(entry, dtype=np.float64) + side * distance
     return np.where(side != 0, target, np.nan)
@@ -29,7 +26,7 @@ def target_hit(
     """True where this bar reached the target: long high >= target, short low <= target (dollars).
 
     Flat tickers and NaN inputs give False."""
-    side = _direction(direction)
+    side = side_of(direction)
     target = np.asarray(target, dtype=np.float64)
     long_hit = np.asarray(high, dtype=np.float64) >= target
     short_hit = np.asarray(low, dtype=np.float64) <= target

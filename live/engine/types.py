@@ -7,6 +7,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def side_of(direction: ArrayLike) -> np.ndarray:
+    """+1 long, -1 short, 0 flat (NaN counts as flat), as float64 for broadcasting."""
+    d = np.asarray(direction, dtype=np.float64)
+    # comparisons with NaN are False, so NaN maps to 0 without a nan_to_num pass
+    return (d > 0).astype(np.float64) - (d < 0)
+
 
 class Side(StrEnum):
     BUY = "buy"
