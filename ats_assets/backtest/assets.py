@@ -118,12 +118,13 @@ def backtest_report(context: dg.AssetExecutionContext, config: BacktestConfig) -
     tables = {by: attribution(result.trades, by) for by in ATTRIBUTIONS}
     title = f"Backtest of {config.model_asset} {week} on {test_sessions[0]} .. {test_sessions[-1]}"
     notes = [
-        f"holding period {inputs.holding.minutes} minutes: {inputs.holding.reason}",
+        f"holding period: {inputs.holding.reason}",
         f"focus tickers per session: {min(len(v) for v in inputs.focus.values())} .. "
         f"{max(len(v) for v in inputs.focus.values())} of "
         f"{max(inputs.active_counts.values())} active",
-        f"{result.bar_events:,} ticker-minutes simulated; {len(result.rejections):,} entry "
-        "decisions not taken (see the rejections below)",
+        f"{result.bar_events:,} ticker-minutes simulated; {result.orders.height:,} orders, "
+        f"{result.cancelled.height:,} cancelled; {len(result.rejections):,} entry signals "
+        "rejected by sizing, caps or the open-positions limit (reasons in the asset's metadata)",
     ]
     png = equity_figure_png(result.equity, initial_capital=settings.initial_capital)
     report = resources.report_store.save(
