@@ -108,6 +108,7 @@ class Settings:
     sim_tickers: int
     sim_signal: bool
     tickers: tuple[str, ...] = ()
+    training_weeks: int = 4
     # Where vendor and database settings are read from; never printed (it holds secrets).
     env: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
 
@@ -130,6 +131,7 @@ class Settings:
             sim_tickers=_int(env, "ATS_SIM_TICKERS", 200, 1),
             sim_signal=_bool(env, "ATS_SIM_SIGNAL", True),
             tickers=_tickers(env),
+            training_weeks=_int(env, "ATS_TRAINING_WEEKS", 4, 1),
             env=dict(env),
         )
         for source in (settings.market_data, settings.options_flow):

@@ -21,9 +21,11 @@ from ats_assets.models import metrics
 from ats_assets.models.dataset import calibrate, score, to_matrix, with_excess_return
 from ats_assets.models.labels import LabelSpec, feature_columns, training_rows
 from ats_assets.partitions import sessions_for_window, weekly_partitions
+from ats_resources.settings import _int
 
 GROUP = "models"
-TRAINING_WEEKS = int(os.environ.get("ATS_TRAINING_WEEKS", "4") or 4)
+# Read once at import: it shapes the partition mapping (lineage) as well as the training window.
+TRAINING_WEEKS = _int(os.environ, "ATS_TRAINING_WEEKS", 4, 1)
 CHUNK_SESSIONS = 5  # features are read a few sessions at a time and sampled, to bound memory
 GPU_TAGS = {
     "dagster-k8s/config": {
