@@ -142,6 +142,18 @@ _QUICK = XGBoostParams(
 )
 
 
+def _quick_score(train: Matrix, valid: Matrix, config: TrainingConfig) -> tuple[int, dict]:
+    """A quick XGBoost on the screened features of ``train``, scored on ``valid``: the yardstick
+    the walk-forward and cross-timeframe tables share. Returns (features used, metrics)."""
+    columns = screen_features(train, config.screen_features)
+    model = fit_xgboost(_columns(train, columns), _columns(valid, columns), _QUICK)
+    prediction = model.predict(_columns(valid, columns).x)
+    threshold = metrics.trade_threshold(prediction, config.trade_fraction)
+    return len(columns), score(
+        prediction, valid, threshold=threshold, position_dollars=config.position_dollars
+    )
+
+
 def walk_forward(data: Matrix, config: TrainingConfig) -> pl.DataFrame:
     """Rolling purged folds across the window: train on earlier sessions, score the next ones."""
     sessions = np.unique(data.session)
@@ -157,14 +169,7 @@ def walk_forward(data: Matrix, config: TrainingConfig) -> pl.DataFrame:
     )
     records = []
     for number, fold in enumerate(folds, start=1):
-        train, valid = data.take(fold.train), data.take(fold.validation)
-        columns = screen_features(train, config.screen_features)
-        model = fit_xgboost(_columns(train, columns), _columns(valid, columns), _QUICK)
-        prediction = model.predict(_columns(valid, columns).x)
-        threshold = metrics.trade_threshold(prediction, config.trade_fraction)
-        result = score(
-            prediction, valid, threshold=threshold, position_dollars=config.position_dollars
-        )
+        _, result = _quick_score(data.take(fold.train), data.take(fold.validation), config)
         records.append(
             {
                 "fold": number,
@@ -185,16 +190,11 @@ def cross_timeframe(data: Matrix, config: TrainingConfig) -> pl.DataFrame:
         columns = [c for c in data.columns if c.endswith(f"_{timeframe}")]
         if not columns:
             continue
-        t, v = _columns(train, columns), _columns(valid, columns)
-        columns = screen_features(t, config.screen_features)
-        model = fit_xgboost(_columns(t, columns), _columns(v, columns), _QUICK)
-        prediction = model.predict(_columns(v, columns).x)
-        threshold = metrics.trade_threshold(prediction, config.trade_fraction)
-        result = score(prediction, v, threshold=threshold, position_dollars=config.position_dollars)
+        used, result = _quick_score(_columns(train, columns), _columns(valid, columns), config)
         records.append(
             {
                 "timeframe": timeframe,
-                "features": len(columns),
+                "features": used,
                 **{k: result[k] for k in ("ic", "rank_ic", "dollar_profit")},
             }
         )
