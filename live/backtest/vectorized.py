@@ -198,9 +198,11 @@ class _Frames:
         n = len(decided)
         tickers = self.tickers.gather(cols)
         intents = self._choose(buy, Intent.ENTRY.value, Intent.SIGNAL_EXIT.value)
-        ts = self.panel.ts
+        # each decision bar's isoformat() once, not once per order
+        rows = np.unique(decided)
+        iso = dict(zip(rows.tolist(), (self.panel.ts[r].isoformat() for r in rows), strict=True))
         ids = [
-            client_order_id(self.strategy_id, t, ts[d], i)
+            client_order_id(self.strategy_id, t, iso[d], i)
             for t, d, i in zip(tickers.to_list(), decided.tolist(), intents.to_list(), strict=True)
         ]
         return pl.DataFrame(

@@ -42,11 +42,13 @@ class Intent(StrEnum):
     KILL = "kill"  # kill switch flattening
 
 
-def client_order_id(strategy: str, ticker: str, decided_at: datetime, intent: str) -> str:
+def client_order_id(strategy: str, ticker: str, decided_at: datetime | str, intent: str) -> str:
     """Deterministic id of one decision: a retry of the same decision reuses it (max 48 chars).
 
-    ``decided_at`` is the open time (UTC) of the bar on whose close the decision was made."""
-    text = f"{strategy}|{ticker}|{decided_at.isoformat()}|{intent}"
+    ``decided_at`` is the open time (UTC) of the bar on whose close the decision was made, or
+    its ``isoformat()`` text (callers that make many ids format each bar once)."""
+    when = decided_at if isinstance(decided_at, str) else decided_at.isoformat()
+    text = f"{strategy}|{ticker}|{when}|{intent}"
     return f"ats-{hashlib.sha256(text.encode()).hexdigest()[:40]}"
 
 
