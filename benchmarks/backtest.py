@@ -176,51 +176,15 @@ def vectorbt_rows(inputs: Inputs) -> list[Row]:
 
 
 def backtesting_py_rows(inputs: Inputs) -> list[Row]:
-    from backtesting import Backtest, Strategy
-
-    class Signals(Strategy):
-        entry = None
-        exit = None
-
-        def init(self) -> None:
-            return None
-
-        def next(self) -> None:
-            i = len(self.data) - 1
-            if self.position:
-                if self.exit[i]:
-                    self.position.close()
-            elif self.entry[i]:
-                self.buy(size=SIZE)
+    from benchmarks.backtesting_py import run_reference, ticker_frame
 
     panel = inputs.panel
-    index = pd.DatetimeIndex(panel.ts)
-    frames = [
-        pd.DataFrame(
-            {
-                "Open": panel.open[:, j],
-                "High": panel.high[:, j],
-                "Low": panel.low[:, j],
-                "Close": panel.close[:, j],
-                "Volume": panel.volume[:, j],
-            },
-            index=index,
-        )
-        for j in range(len(panel.tickers))
-    ]
+    frames = [ticker_frame(panel, j) for j in range(len(panel.tickers))]
 
     def run() -> tuple[int, float]:
         trades, pnl = 0, 0.0
         for j, data in enumerate(frames):
-            backtest = Backtest(
-                data,
-                Signals,
-                cash=1e9,
-                commission=lambda size, price: COMMISSION,
-                trade_on_close=False,
-                finalize_trades=True,
-            )
-            stats = backtest.run(entry=inputs.entries[:, j], exit=inputs.exits[:, j])
+            stats = run_reference(data, inputs.entries[:, j], inputs.exits[:, j], SIZE, COMMISSION)
             trades += len(stats["_trades"])
             pnl += float(stats["_trades"]["PnL"].sum())
         return trades, pnl

@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from backtesting import Backtest, Strategy
 from polars.testing import assert_frame_equal
 
 from ats_assets.core.calendar import nyse_calendar
 from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
+from benchmarks.backtesting_py import run_reference, ticker_frame
 from live.backtest.panel import MinutePanel, minute_panel
 from live.backtest.simulator import BacktestResult, run_backtest
 from live.backtest.vectorized import fill_fees, next_fill_rows, run_signals
@@ -104,41 +104,7 @@ def run_engine(engine: str, panel, entries, exits, costs=COSTS) -> BacktestResul
 
 def backtesting_py(panel: MinutePanel, j: int, entries, exits) -> pd.Series:
     """backtesting.py's stats for ticker column ``j`` under the same signals."""
-    data = pd.DataFrame(
-        {
-            "Open": panel.open[:, j],
-            "High": panel.high[:, j],
-            "Low": panel.low[:, j],
-            "Close": panel.close[:, j],
-            "Volume": panel.volume[:, j],
-        },
-        index=pd.DatetimeIndex(panel.ts),
-    )
-
-    class Signals(Strategy):
-        entry = None
-        exit = None
-
-        def init(self) -> None:
-            return None
-
-        def next(self) -> None:
-            i = len(self.data) - 1
-            if self.position:
-                if self.exit[i]:
-                    self.position.close()
-            elif self.entry[i] and not self.exit[i]:
-                self.buy(size=SIZE)
-
-    backtest = Backtest(
-        data,
-        Signals,
-        cash=1e9,
-        commission=lambda size, price: COMMISSION,
-        trade_on_close=False,
-        finalize_trades=True,
-    )
-    return backtest.run(entry=entries[:, j], exit=exits[:, j])
+    return run_reference(ticker_frame(panel, j), entries[:, j], exits[:, j], SIZE, COMMISSION)
 
 
 @cache
