@@ -69,6 +69,9 @@ def _strategy_settings(overrides: dict[str, float]):
     metadata={"partition_column": "week"},
     kinds={"polars"},
     code_version="1",
+    # with the daemon's automation sensor on, week W's backtest runs once W's ensemble and
+    # week W+1's features both exist, and again when either changes
+    automation_condition=dg.AutomationCondition.eager(),
     description=(
         "The week's model traded by the strategy engine on the following week (out of sample): "
         "metrics, equity curve, attribution; the trades table."

@@ -47,6 +47,7 @@ _warehouse_table = {
     ins={name: dg.AssetIn(name) for name in RAW},
     pool=WAREHOUSE_POOL,
     code_version="1",
+    automation_condition=dg.AutomationCondition.eager(),
     description="One 1d bar per ticker and session, with the day's microstructure and options-flow totals.",
     **_warehouse_table,
 )
@@ -83,6 +84,8 @@ def daily_bars(
     required_resource_keys={"feature_cache"},
     pool=WAREHOUSE_POOL,
     code_version=catalogue_version(),
+    # with the daemon's automation sensor on, a day's features follow its raw data
+    automation_condition=dg.AutomationCondition.eager(),
     description=(
         "Every feature of the registry on 1m, 5m, 15m, 1h and 1d bars, one row per ticker and "
         "1-minute bar, each timeframe joined as of the bar's completion (no look-ahead)."

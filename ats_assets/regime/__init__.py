@@ -1,0 +1,1 @@
+"""Market-regime detection: per-session regime labels with probabilities, and their change points."""
