@@ -238,6 +238,12 @@ def _feature_cache(settings: Settings) -> Any:
     )
 
 
+def _notifier(settings: Settings) -> Any:
+    from ats_resources.notifier import notifier_resource
+
+    return notifier_resource(settings.env if settings.env is not None else os.environ)
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resource mapping for the code location, chosen by ``settings`` in this one place."""
     from ats_resources.market_data import SimulatedMarketResource
@@ -257,4 +263,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "feature_cache": _feature_cache(settings),
         "model_store": ModelStore(root=str(settings.data_dir / "models")),
         "report_store": ReportStore(root=str(settings.data_dir / "reports")),
+        "notifier": _notifier(settings),
     }
