@@ -11,18 +11,20 @@ from ats_assets.backtest.assets import backtest_assets
 from ats_assets.features.assets import feature_assets
 from ats_assets.market_data.assets import market_data_assets
 from ats_assets.models.assets import model_assets
+from ats_assets.regime.assets import regime_assets
 from ats_resources.settings import Settings, build_resources
 from ats_sensors.alerts import run_failure_alert_sensor
+from ats_sensors.regime import regime_drift_sensor
 from ats_sensors.retraining import retraining_job, weekly_retraining_schedule
 from ats_sensors.schedules import daily_market_data_schedule, daily_pipeline_job
 
 settings = Settings.from_env()
 
 defs = dg.Definitions(
-    assets=[*market_data_assets, *feature_assets, *model_assets, *backtest_assets],
+    assets=[*market_data_assets, *feature_assets, *model_assets, *backtest_assets, *regime_assets],
     jobs=[daily_pipeline_job, retraining_job],
     schedules=[daily_market_data_schedule, weekly_retraining_schedule],
-    sensors=[run_failure_alert_sensor],
+    sensors=[run_failure_alert_sensor, regime_drift_sensor],
     resources=build_resources(settings),
     # One process per run: DuckDB allows a single writer, and the steps are I/O-light.
     executor=dg.in_process_executor,
