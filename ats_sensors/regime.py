@@ -5,7 +5,8 @@ the last complete model week when the detector declared a regime change that ses
 drift crosses a threshold (share of the champion's features with PSI above 0.25, or the decay of
 its IC on realized returns); otherwise it skips and says which statistic was below which
 threshold. One request per detected change (the run key names the session and the trigger), none
-within the cooldown after the last one. The cursor is a small JSON object.
+within the cooldown after the last one; each request also goes out as an alert (log, and Slack
+when configured). The cursor is a small JSON object.
 """
 
 import json
@@ -17,6 +18,7 @@ import dagster as dg
 
 from ats_assets.core.calendar import nyse_calendar
 from ats_assets.partitions import sessions_for_window, weekly_partitions
+from ats_resources.notifier import NotifierResource
 from ats_resources.settings import _float, _int
 from ats_sensors.retraining import retraining_job, run_tags
 
@@ -88,7 +90,7 @@ def triggers(metadata, thresholds: DriftThresholds) -> tuple[list[str], str]:
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Retrain when market_regime declares a regime change or drift crosses a threshold.",
 )
-def regime_drift_sensor(context: dg.SensorEvaluationContext):
+def regime_drift_sensor(context: dg.SensorEvaluationContext, notifier: NotifierResource):
     cursor = json.loads(context.cursor) if context.cursor else {}
     event = context.instance.get_latest_materialization_event(dg.AssetKey("market_regime"))
     if event is None or event.asset_materialization is None:
@@ -118,8 +120,12 @@ def regime_drift_sensor(context: dg.SensorEvaluationContext):
         return dg.SkipReason(f"{session}: {why}; but no complete model week yet")
     cursor["last_request"] = session.isoformat()
     context.update_cursor(json.dumps(cursor))
-    return dg.RunRequest(
-        run_key=f"drift-{session.isoformat()}-{'-'.join(fired)}",
-        partition_key=week,
-        tags=run_tags(f"{session}: {why}"),
+    run_key = f"drift-{session.isoformat()}-{'-'.join(fired)}"
+    notifier.notify(
+        "error",
+        f"Market drift on {session}: retraining week {week}",
+        f"{why}. regime_drift_sensor requested retraining_job for the week of {week}.",
+        key=f"drift:{session.isoformat()}",
+        fields={"Run key": run_key, "Triggers": ", ".join(fired)},
     )
+    return dg.RunRequest(run_key=run_key, partition_key=week, tags=run_tags(f"{session}: {why}"))

@@ -70,17 +70,23 @@ def _regime(world, day: date):
     return event.materialization.metadata
 
 
-def _evaluate(instance, cursor=None):
+def _evaluate(world, cursor=None):
     from ats_assets.definitions import defs
 
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    resources, instance = world
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"notifier": resources["notifier"]},
+    )
     return regime_drift_sensor.evaluate_tick(context), context
 
 
 def test_the_day_before_the_change_is_skipped_with_the_statistic_and_threshold(world):
     metadata = _regime(world, SESSIONS[-2])
     assert metadata["change"].value is False
-    result, _ = _evaluate(world[1])
+    result, _ = _evaluate(world)
     assert not result.run_requests
     assert "no regime change declared" in result.skip_message
     assert "no champion yet" in result.skip_message
@@ -92,7 +98,7 @@ def test_a_declared_change_requests_one_gpu_retraining_run_and_only_once(world):
     assert metadata["declared_regime"].value != "calm_trending"
     assert "data:image/png;base64," in metadata["regime_probabilities"].value
 
-    first, _ = _evaluate(world[1])
+    first, _ = _evaluate(world)
     [request] = first.run_requests
     assert request.run_key == f"drift-{CHANGE}-regime"
     # Thursday 2024-04-25: the last complete model week is the week of 2024-04-15
@@ -105,7 +111,7 @@ def test_a_declared_change_requests_one_gpu_retraining_run_and_only_once(world):
         dg.AssetKey(name) for name in RETRAINING_ASSETS
     }
 
-    again, _ = _evaluate(world[1], cursor=first.cursor)
+    again, _ = _evaluate(world, cursor=first.cursor)
     assert not again.run_requests
     assert "already evaluated" in again.skip_message
 
