@@ -420,18 +420,23 @@ class SlackWebhookNotifier:
         if response.status_code == 200 and body == "ok":
             return
         status = response.status_code
-        if status == 429:
-            hint = RATE_LIMIT_HINT
-        elif status >= 500:
-            hint = SERVER_HINT
-        else:
-            hint = WEBHOOK_HINTS.get(body, "check SLACK_WEBHOOK_URL and the Slack app's settings")
         raise AlertDeliveryError(
             service,
             f"rejected the alert: {redact(body[:100], self._secrets) or 'no body'}",
             status=status,
-            hint=hint,
+            hint=_hint(
+                status, body, WEBHOOK_HINTS, "check SLACK_WEBHOOK_URL and the Slack app's settings"
+            ),
         )
+
+
+def _hint(status: int, code: str, hints: Mapping[str, str], default: str) -> str:
+    """What to do about a rejected delivery: by HTTP status, then by Slack's error code."""
+    if status == 429 or code == "ratelimited":
+        return RATE_LIMIT_HINT
+    if status >= 500:
+        return SERVER_HINT
+    return hints.get(code, default)
 
 
 class SlackBotNotifier:
@@ -478,17 +483,13 @@ class SlackBotNotifier:
             status = exc.response.status_code
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
             error = str(data.get("error") or "no error code")
-            if status == 429 or error == "ratelimited":
-                hint = RATE_LIMIT_HINT
-            elif status >= 500:
-                hint = SERVER_HINT
-            else:
-                hint = API_HINTS.get(error, "see https://api.slack.com/methods/chat.postMessage")
             raise AlertDeliveryError(
                 service,
                 f"rejected the alert: {redact(error, self._secrets)}",
                 status=status,
-                hint=hint,
+                hint=_hint(
+                    status, error, API_HINTS, "see https://api.slack.com/methods/chat.postMessage"
+                ),
             ) from None
         except Exception as exc:
             raise _unreachable(service, exc, self._secrets, self.host) from None
