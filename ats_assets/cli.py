@@ -30,6 +30,8 @@ DEMO_LEAD_IN = DAILY_HISTORY_SESSIONS
 # models get a shorter time budget than their defaults so the demo stays within minutes on two CPU cores.
 DEMO_WEEKS = 1
 DEMO_NEURAL = {"epochs": 4, "max_seconds": 40.0}
+# market_regime (regime, declared changes, drift against the champion) for the last sessions
+REGIME_SESSIONS = 5
 
 
 class UsageError(ValueError):
@@ -135,6 +137,15 @@ def run_window(start: date, end: date, lead_in: int = 0, weeks: int = DEMO_WEEKS
             steps.append((label, weekly | backtest, week, week))
         else:
             steps.append((f"training set and models, week of {week}", weekly, week, week))
+    from ats_assets.regime.assets import MIN_SESSIONS
+
+    regime = {k for k in keys if graph.get(k).group_name == "regime"}
+    window = nyse_calendar().sessions_between(start, end)
+    recent = window[-REGIME_SESSIONS:]
+    # the detector needs MIN_SESSIONS of daily bars before the first regime session
+    if regime and recent and lead_in + len(window) - len(recent) >= MIN_SESSIONS:
+        label = f"market regime and drift, {recent[0]} .. {recent[-1]}"
+        steps.append((label, regime, str(recent[0]), str(recent[-1])))
     steps.append(("registries and analyses", unpartitioned, None, None))
     run_config = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
@@ -221,6 +232,20 @@ def summary(settings: Settings, start: date | None = None, end: date | None = No
         lines.append(
             f"champion_model (week of {latest['week']}): {latest['asset']}/{latest['partition']} "
             f"@{latest['model_version']} - {latest['reason']}"
+        )
+    if "market_regime" in existing:
+        regimes = warehouse.read_table("market_regime").sort("session")
+        latest = regimes.row(-1, named=True)
+        drift = (
+            f"; champion {latest['champion']}: PSI-drifted share {latest['psi_share_drifted']:.2f}, "
+            f"IC {latest['realized_ic']:+.3f} vs {latest['validation_ic']:+.3f} in validation"
+            if latest.get("champion")
+            else ""
+        )
+        lines.append(
+            f"market_regime {latest['session']}: {latest['regime']} "
+            f"(p={latest['probability']:.2f}), {int(regimes['change'].sum())} declared "
+            f"change(s) in {len(regimes)} sessions{drift}"
         )
     if "backtest_report" in existing:
         trades = warehouse.read_table("backtest_report")
