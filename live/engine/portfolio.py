@@ -11,8 +11,6 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import numpy as np
-
 from live.engine.types import Fill, Position
 
 
@@ -162,7 +160,7 @@ class Portfolio:
         for ticker, position in self.positions.items():
             price = prices.get(ticker, math.nan)
             if not math.isfinite(price):
-                price = position.meta.get("last_price", position.avg_price)
+                price = position.avg_price
             value = position.qty * price
             net += value
             gross += abs(value)
@@ -170,10 +168,3 @@ class Portfolio:
 
     def equity(self, prices: dict[str, float]) -> float:
         return self.cash + self.market_value(prices)[0]
-
-    def qty_vector(self, index: dict[str, int], n: int) -> np.ndarray:
-        """Signed shares per ticker in the order of ``index`` (ticker -> column)."""
-        out = np.zeros(n, dtype=np.int64)
-        for ticker, position in self.positions.items():
-            out[index[ticker]] = position.qty
-        return out

@@ -81,7 +81,6 @@ class StrategyEngine:
         self.risk = PortfolioRiskManager(self.settings)
         self.orders = OrderGenerator(strategy_id, self.settings)
         self.atr = np.full(n, np.nan)  # Wilder ATR of 1-minute bars, dollars
-        self.prev_close = np.full(n, np.nan)
         self.history = np.full((HISTORY_BARS, n), np.nan)
         self._head = 0
         self.last_close = np.full(n, np.nan)
@@ -127,7 +126,8 @@ class StrategyEngine:
     def _update_bar(self, row: int) -> None:
         bars = self.bars
         high, low, close = bars.high[row], bars.low[row], bars.close[row]
-        prev = self.prev_close if not self.session_first else np.full_like(close, np.nan)
+        # the previous close, except at a session's first bar (an overnight gap is not a range)
+        prev = self.last_close if not self.session_first else np.full_like(close, np.nan)
         with np.errstate(invalid="ignore"):
             true_range = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
         n = self.settings.atr_bars
@@ -137,7 +137,6 @@ class StrategyEngine:
         update = have & ~fresh
         self.atr[update] += (true_range[update] - self.atr[update]) / n
         seen = np.isfinite(close)
-        self.prev_close[seen] = close[seen]
         self.last_close[seen] = close[seen]
         # a ring buffer: row ``_head`` is the oldest close (see _recent_closes)
         self.history[self._head] = self.last_close
