@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ats_assets.adaptation.assets import adaptation_assets
 from ats_assets.backtest.assets import backtest_assets
 from ats_assets.features.assets import feature_assets
 from ats_assets.market_data.assets import market_data_assets
@@ -21,7 +22,14 @@ from ats_sensors.schedules import daily_market_data_schedule, daily_pipeline_job
 settings = Settings.from_env()
 
 defs = dg.Definitions(
-    assets=[*market_data_assets, *feature_assets, *model_assets, *backtest_assets, *regime_assets],
+    assets=[
+        *market_data_assets,
+        *feature_assets,
+        *model_assets,
+        *backtest_assets,
+        *regime_assets,
+        *adaptation_assets,
+    ],
     jobs=[daily_pipeline_job, retraining_job],
     schedules=[daily_market_data_schedule, weekly_retraining_schedule],
     sensors=[run_failure_alert_sensor, regime_drift_sensor],

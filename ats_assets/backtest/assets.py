@@ -35,14 +35,17 @@ class BacktestConfig(dg.Config):
     # Overrides of the strategy settings (live.engine.settings.StrategySettings field names), on
     # top of the environment's, e.g. {"cost_multiple": 0.5}: to explore without editing .env.
     strategy: dict[str, float] = Field(default_factory=dict)
+    # Start from the thresholds strategy_parameters chose up to week W (tuned on W's sessions at
+    # the latest, so never on the traded week W+1), when that asset has been materialized.
+    tuned_parameters: bool = True
 
 
-def _strategy_settings(overrides: dict[str, float]):
+def _strategy_settings(overrides: dict[str, float], settings=None):
     from dataclasses import fields, replace
 
     from live.engine.settings import StrategySettings
 
-    settings = StrategySettings.from_env()
+    settings = settings or StrategySettings.from_env()
     known = {f.name: type(f.default) for f in fields(StrategySettings)}
     unknown = sorted(set(overrides) - set(known))
     if unknown:
@@ -99,7 +102,15 @@ def backtest_report(context: dg.AssetExecutionContext, config: BacktestConfig) -
             f"{test_sessions[0] if test_sessions else 'next week'} .. "
             f"{test_sessions[-1] if test_sessions else ''} first"
         )
-    settings = _strategy_settings(config.strategy)
+    from ats_assets.adaptation.assets import apply_tuned
+    from live.engine.settings import StrategySettings
+
+    settings, parameters_from = StrategySettings.from_env(), "settings (tuned_parameters off)"
+    if config.tuned_parameters:
+        settings, parameters_from = apply_tuned(
+            settings, resources.warehouse, window.start.date() + timedelta(weeks=1)
+        )
+    settings = _strategy_settings(config.strategy, settings)
     costs = ExecutionCosts.from_env()
     predictor = ModelServer(resources.model_store).load(config.model_asset, week)
     holding_sessions = [d for d in train_sessions if d in available][-config.holding_sessions :]
@@ -158,6 +169,7 @@ def backtest_report(context: dg.AssetExecutionContext, config: BacktestConfig) -
             "test_window": f"{test_sessions[0]} .. {test_sessions[-1]}",
             "model": f"{config.model_asset}/{week}",
             "holding_minutes": inputs.holding.minutes,
+            "strategy_parameters": parameters_from,
             "equity_curve": dg.MetadataValue.md(plot_markdown(png)),
             "report": dg.MetadataValue.path(str(report)),
             **{

@@ -33,12 +33,32 @@ class BacktestInputs:
     holding: HoldingChoice
     predictions: pl.DataFrame  # ticker, ts, session, prediction, expected_bps, confidence, cost_bps
     spread: pl.DataFrame | None  # ticker, ts, spread_bps of every test minute
+    before: pl.DataFrame | None = None  # predictions on the holding sessions
 
 
 def _window(warehouse, table: str, first: date, last: date) -> pl.DataFrame:
     return warehouse.read_window(
         table, partition_column="session", start=first, end=last + timedelta(days=1)
     )
+
+
+def row_costs(rows: pl.DataFrame, spec: LabelSpec) -> pl.DataFrame:
+    """ticker, ts, cost_bps: each feature row's round-trip cost (quoted spread plus fees)."""
+    spread = (
+        pl.col(SPREAD_COLUMN).fill_nan(None).fill_null(spec.default_spread_bps)
+        if SPREAD_COLUMN in rows.columns
+        else pl.lit(spec.default_spread_bps)
+    )
+    return rows.select(
+        "ticker", "ts", cost_bps=spread.cast(pl.Float64).clip(lower_bound=0) + spec.fee_bps
+    )
+
+
+def session_spread(features: pl.DataFrame) -> pl.DataFrame | None:
+    """ticker, ts, spread_bps of every minute (the fill model's quoted spread)."""
+    if SPREAD_COLUMN not in features.columns:
+        return None
+    return features.select("ticker", "ts", spread_bps=pl.col(SPREAD_COLUMN).fill_nan(None))
 
 
 def predict_sessions(
@@ -52,21 +72,13 @@ def predict_sessions(
     for day in sessions:
         features = _window(warehouse, "features", day, day)
         if spreads is not None and SPREAD_COLUMN in features.columns:
-            spreads.append(
-                features.select("ticker", "ts", spread_bps=pl.col(SPREAD_COLUMN).fill_nan(None))
-            )
+            spreads.append(session_spread(features))
         rows = sample_rows(features, spec)
         if rows.is_empty():
             continue
-        spread = (
-            pl.col(SPREAD_COLUMN).fill_nan(None).fill_null(spec.default_spread_bps)
-            if SPREAD_COLUMN in rows.columns
-            else pl.lit(spec.default_spread_bps)
+        predicted = predictor.predict(rows).join(
+            row_costs(rows, spec), on=["ticker", "ts"], how="left"
         )
-        cost = rows.select(
-            "ticker", "ts", cost_bps=spread.cast(pl.Float64).clip(lower_bound=0) + spec.fee_bps
-        )
-        predicted = predictor.predict(rows).join(cost, on=["ticker", "ts"], how="left")
         parts.append(predicted)
     if not parts:
         raise ValueError(f"no feature rows for sessions {sessions[0]} .. {sessions[-1]}")
@@ -125,6 +137,34 @@ def focus_lists(
     return focus, active_counts
 
 
+@dataclass
+class SessionPlan:
+    """What a session's trading needs before its first bar: focus list and holding period."""
+
+    day: date
+    focus: list[str]
+    active: int
+    holding: HoldingChoice
+    before: pl.DataFrame  # predictions on the sessions before the day
+
+
+def session_plan(
+    warehouse,
+    predictor,
+    day: date,
+    before_sessions: list[date],
+    settings: StrategySettings,
+    spec: LabelSpec,
+) -> SessionPlan:
+    """The live job's plan for ``day``, made from data before it only; the same as ``prepare``
+    makes for a backtest of ``[day]`` with ``before_sessions`` as its holding sessions."""
+    before = predict_sessions(warehouse, predictor, before_sessions, spec)
+    focus, active = focus_lists(warehouse, [day], before.clear(), before, settings)
+    return SessionPlan(
+        day, focus[day], active[day], holding_period(warehouse, before, settings), before
+    )
+
+
 def prepare(
     warehouse,
     predictor,
@@ -144,6 +184,37 @@ def prepare(
         holding=holding_period(warehouse, before, settings),
         predictions=predictions,
         spread=pl.concat(spreads) if spreads else None,
+        before=before,
+    )
+
+
+def test_panel(warehouse, inputs: BacktestInputs, session_close: dict[date, datetime]):
+    """The test sessions' 1-minute bars as a panel, with their quoted spreads."""
+    sessions = inputs.sessions
+    bars = _window(warehouse, "raw_bars", sessions[0], sessions[-1])
+    return minute_panel(bars, session_close, inputs.spread)
+
+
+def run_on_panel(
+    panel,
+    inputs: BacktestInputs,
+    sectors: dict[str, str],
+    settings: StrategySettings,
+    costs: ExecutionCosts,
+    strategy_id: str,
+) -> BacktestResult:
+    """The strategy engine over ``panel`` through the simulated broker."""
+    engine = StrategyEngine(
+        panel,
+        signal_panel(panel, inputs.predictions),
+        settings,
+        sectors=sectors,
+        focus=inputs.focus,
+        holding_minutes=inputs.holding.minutes,
+        strategy_id=strategy_id,
+    )
+    return run_backtest(
+        panel, engine, initial_capital=settings.initial_capital, costs=costs, sectors=sectors
     )
 
 
@@ -157,18 +228,5 @@ def run(
     strategy_id: str,
 ) -> BacktestResult:
     """The strategy engine over the test sessions' 1-minute bars, through the simulated broker."""
-    sessions = inputs.sessions
-    bars = _window(warehouse, "raw_bars", sessions[0], sessions[-1])
-    panel = minute_panel(bars, session_close, inputs.spread)
-    engine = StrategyEngine(
-        panel,
-        signal_panel(panel, inputs.predictions),
-        settings,
-        sectors=sectors,
-        focus=inputs.focus,
-        holding_minutes=inputs.holding.minutes,
-        strategy_id=strategy_id,
-    )
-    return run_backtest(
-        panel, engine, initial_capital=settings.initial_capital, costs=costs, sectors=sectors
-    )
+    panel = test_panel(warehouse, inputs, session_close)
+    return run_on_panel(panel, inputs, sectors, settings, costs, strategy_id)

@@ -163,8 +163,14 @@ class ModelServer:
         self.store = store
 
     def load(
-        self, asset: str, partition: str, model_version: str | None = None
+        self,
+        asset: str,
+        partition: str,
+        model_version: str | None = None,
+        weights: dict[str, float] | None = None,
     ) -> Predictor | EnsemblePredictor:
+        """The stored model; for an ensemble, ``weights`` (member asset -> weight) replace the
+        stored ones, e.g. the ``ensemble_weights`` asset's re-weighting on realized returns."""
         _, files = self.store.load(asset, partition, model_version)
         if ENSEMBLE_FILE not in files:
             return Predictor.from_files(files)
@@ -181,6 +187,33 @@ class ModelServer:
                     "re-materialize ensemble_model"
                 )
             members.append(Predictor.from_files(member_files))
-        return EnsemblePredictor(
-            members, meta["weights"], meta["threshold"], meta.get("calibration", 0.0)
-        )
+        chosen = meta["weights"]
+        if weights is not None:
+            names = [m["asset"] for m in meta["members"]]
+            if set(weights) != set(names):
+                raise ValueError(f"ensemble weights name {sorted(weights)}, members are {names}")
+            chosen = [float(weights[name]) for name in names]
+        return EnsemblePredictor(members, chosen, meta["threshold"], meta.get("calibration", 0.0))
+
+
+def member_names(store: Any, asset: str, partition: str, model_version: str | None = None):
+    """The member assets of a stored ensemble, in weight order (empty for a single model)."""
+    _, files = store.load(asset, partition, model_version)
+    if ENSEMBLE_FILE not in files:
+        return []
+    return [m["asset"] for m in json.loads(files[ENSEMBLE_FILE])["members"]]
+
+
+def champion_as_of(warehouse: Any, day: Any) -> dict | None:
+    """The ``champion_model`` row in force on session ``day``: the latest one decided in an
+    earlier week (week W's champion is trained through W and trades from W+1), as asset,
+    partition, model_version, sha256, week; None when there is none."""
+    from datetime import timedelta
+
+    if "champion_model" not in warehouse.tables():
+        return None
+    monday = day - timedelta(days=day.weekday())
+    rows = warehouse.read_table("champion_model").filter(
+        (pl.col("week") < monday) & pl.col("partition").is_not_null()
+    )
+    return rows.sort("week").row(-1, named=True) if len(rows) else None

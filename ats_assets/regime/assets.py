@@ -56,18 +56,12 @@ def _regime(warehouse, day) -> tuple[dict, pl.DataFrame]:
 def _drift(warehouse, store, day) -> dict:
     """Drift of D's feature rows against the champion's training rows; empty without a champion."""
     from ats_assets.models.labels import LabelSpec, sample_rows
-    from ats_assets.models.serving import ModelServer
+    from ats_assets.models.serving import ModelServer, champion_as_of
     from ats_assets.regime.drift import drift_summary, feature_drift, performance_decay
 
-    if "champion_model" not in warehouse.tables():
+    champion = champion_as_of(warehouse, day)
+    if champion is None:
         return {}
-    week = day - timedelta(days=day.weekday())
-    champions = warehouse.read_table("champion_model").filter(
-        (pl.col("week") <= week) & pl.col("partition").is_not_null()
-    )
-    if champions.is_empty():
-        return {}
-    champion = champions.sort("week").row(-1, named=True)
     reference = warehouse.read_table("training_set").filter(
         pl.col("week") == pl.lit(champion["partition"]).str.to_date()
     )
