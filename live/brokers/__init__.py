@@ -1,0 +1,1 @@
+"""Brokers behind one interface (:class:`live.brokers.base.Broker`): simulated and Alpaca."""
