@@ -41,6 +41,18 @@ trading_day_partitions = dg.TimeWindowPartitionsDefinition(
     exclusions=[_SATURDAY_TICK, *_holiday_exclusions()],
 )
 
+# The live job's sessions: the same days, but today's partition exists from midnight, so the
+# schedule can start the session that is about to trade (end_offset=1).
+live_day_partitions = dg.TimeWindowPartitionsDefinition(
+    cron_schedule="0 0 * * 1-6",
+    timezone=PARTITION_TIMEZONE,
+    fmt="%Y-%m-%d",
+    start=datetime(HISTORY_START.year, HISTORY_START.month, HISTORY_START.day),
+    end=datetime(CALENDAR_END.year, CALENDAR_END.month, CALENDAR_END.day),
+    exclusions=[_SATURDAY_TICK, *_holiday_exclusions()],
+    end_offset=1,
+)
+
 
 # Weekly model partitions: a week's key is its Monday; its window (Monday 00:00 to the next Monday,
 # UTC+2) covers that week's sessions, so a week's partition exists once the weekend starts.

@@ -367,3 +367,126 @@ def test_feature_importance_history_tracks_rank_drift(adapted):
     assert -1.0 <= meta["rank_correlation"].value <= 1.0
     assert 0.0 <= meta["top20_overlap"].value <= 1.0
     assert "data:image/png;base64," in meta["history"].value
+
+
+@pytest.fixture(scope="module")
+def replayed(trained):
+    """live_trading_job's assets replaying week 2's Tuesday with week 1's ensemble as champion."""
+    from live.location.assets import live_assets
+
+    resources, _ = trained
+    ref, _ = resources["model_store"].load("ensemble_model", WEEKS[0])
+    day = SESSIONS[6]
+    config = {"strategy": {"cost_multiple": 0.1}, "notify_fills": False}
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                "champion_model",
+                partition=WEEKS[0],
+                metadata={
+                    "champion": f"ensemble_model/{WEEKS[0]}@{ref.model_version}",
+                    "sha256": ref.sha256,
+                },
+            )
+        )
+        result = dg.materialize(
+            live_assets,
+            resources=resources,
+            instance=instance,
+            partition_key=str(day),
+            run_config={"ops": {"live_trading_session": {"config": config}}},
+        )
+        assert result.success
+        yield resources, instance, day, result
+
+
+def test_live_replay_trades_as_the_backtest_to_the_cent(replayed):
+    from ats_assets.adaptation.assets import adapted_weights
+    from ats_assets.backtest import evaluation
+    from ats_assets.models.labels import LabelSpec
+    from live.engine.settings import ExecutionCosts
+    from live.location.session import (
+        champion_in_force,
+        load_champion,
+        sessions_before,
+        strategy_settings,
+    )
+
+    resources, instance, day, _ = replayed
+    warehouse = resources["warehouse"]
+    champion = champion_in_force(instance, day)
+    assert champion.partition == WEEKS[0]
+    weights, _ = adapted_weights(warehouse, vars(champion), day)
+    predictor = load_champion(resources["model_store"], champion, weights)
+    settings, _ = strategy_settings(warehouse, day, {"cost_multiple": 0.1})
+    inputs = evaluation.prepare(
+        warehouse, predictor, [day], sessions_before(warehouse, day, 2), settings, LabelSpec()
+    )
+    sectors = dict(resources["market_data"].universe().select("ticker", "sector").iter_rows())
+    close = {day: nyse_calendar().session_close(day)}
+    backtest = evaluation.run(
+        warehouse, inputs, close, sectors, settings, ExecutionCosts.from_env(), "reference"
+    )
+    span = {"partition_column": "session", "start": day, "end": SESSIONS[7]}
+    live = warehouse.read_window("live_trading_performance", **span)
+    columns = ["ticker", "direction", "qty", "entry_ts", "entry_price", "exit_ts", "exit_price",
+               "fees", "pnl"]  # fmt: skip
+    assert backtest.trades.height > 5
+    assert (
+        live.select(columns)
+        .sort("entry_ts", "ticker")
+        .equals(backtest.trades.select(columns).sort("entry_ts", "ticker"))
+    )
+    assert round(live["pnl"].sum(), 2) == round(backtest.trades["pnl"].sum(), 2)
+    fills = warehouse.read_window("live_fills", **span)
+    assert fills.height == backtest.fills.height
+
+
+def test_live_session_records_orders_fills_and_its_champion(replayed):
+    resources, _, day, result = replayed
+    meta = _metadata(result, "live_orders")
+    assert meta["champion"].value.startswith(f"ensemble_model/{WEEKS[0]}@")
+    assert meta["broker"].value == "simulated" and meta["mode"].value == "replay"
+    assert meta["latency_p99_ms"].value > 0
+    span = {"partition_column": "session", "start": day, "end": SESSIONS[7]}
+    orders = resources["warehouse"].read_window("live_orders", **span)
+    assert orders.height == meta["dagster/row_count"].value > 0
+    assert orders["client_order_id"].n_unique() == orders.height  # no decision sent twice
+    account = resources["warehouse"].read_window("live_account", **span)
+    assert account.height >= 390 // 15
+    perf = _metadata(result, "live_trading_performance")
+    for name in ("pnl", "slippage_arrival_bps", "slippage_vwap_bps", "shortfall_dollars"):
+        assert name in perf, name
+    assert (
+        "| ticker |" in perf["execution_quality"].value.replace("  ", " ")
+        or perf["execution_quality"].value
+    )
+
+
+def test_live_session_refuses_a_model_that_is_not_the_promoted_one(replayed):
+    from live.location.assets import live_assets
+
+    resources, instance, day, _ = replayed
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(
+            "champion_model",
+            partition=WEEKS[0],
+            metadata={
+                "champion": f"ensemble_model/{WEEKS[0]}@"
+                + resources["model_store"].load("ensemble_model", WEEKS[0])[0].model_version,
+                "sha256": "0" * 64,
+            },
+        )
+    )
+    result = dg.materialize(
+        live_assets,
+        resources=resources,
+        instance=instance,
+        partition_key=str(day),
+        raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "refusing to trade a model that is not the one promoted" in str(
+        failure.event_specific_data.error
+    )

@@ -154,6 +154,21 @@ class Portfolio:
         del self._open[position.ticker]
         return trip
 
+    def adopt(self, ticker: str, qty: int, avg_price: float, ts: datetime, signal: str) -> None:
+        """Take over a position found at the broker on reconciliation, at the broker's average
+        price; cash does not move (the broker's cash is the truth and was read separately)."""
+        self.positions[ticker] = Position(ticker, int(qty), float(avg_price), ts, signal=signal)
+        self._open[ticker] = _Open(
+            direction=1 if qty > 0 else -1,
+            qty_opened=abs(int(qty)),
+            entry_cost=abs(qty) * avg_price,
+        )
+
+    def forget(self, ticker: str) -> None:
+        """Drop a position the broker does not have (reconciliation)."""
+        self.positions.pop(ticker, None)
+        self._open.pop(ticker, None)
+
     def market_value(self, prices: dict[str, float]) -> tuple[float, float]:
         """(net, gross) dollar exposure at ``prices`` (a position's own average price if missing)."""
         net = gross = 0.0

@@ -1,0 +1,65 @@
+"""A live session through the Alpaca broker on the fake trading API: reconciliation on start
+and after a broker error, and orders that reach the fake exactly once."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from live.brokers.alpaca import AlpacaBroker
+from tests.fakes.alpaca_trading import KEY_ID, SECRET, FakeAlpacaTrading, TradingServer
+from tests.fakes.vendor_server import Fault
+from tests.test_alpaca_broker import FAST, TIMEOUT_S
+from tests.test_live_session import live_session, market
+
+pytestmark = pytest.mark.integration  # starts a server on loopback
+
+
+@pytest.fixture
+def fake():
+    with TradingServer() as server:
+        yield FakeAlpacaTrading(server, cash=100_000.0)
+
+
+def alpaca(fake: FakeAlpacaTrading) -> AlpacaBroker:
+    return AlpacaBroker(KEY_ID, SECRET, url_override=fake.url, timeout_s=TIMEOUT_S, retry=FAST)
+
+
+def test_start_adopts_the_brokers_positions_and_cancels_stale_orders(fake):
+    fake.set_position("CCC", 25, 70.0)
+    stale = fake.place("DDD", 10, "buy", type="limit", limit_price=50.0,
+                       client_order_id="ats-stale-from-a-crashed-run")  # fmt: skip
+    bars, features = market()
+    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
+    changes = session.reconcile(session.panel.ts[0], starting=True)
+    assert "CCC: local +0 -> broker +25" in changes
+    assert session.portfolio.positions["CCC"].qty == 25
+    assert session.portfolio.positions["CCC"].avg_price == 70.0
+    assert f"cancelled stale order {stale['client_order_id']}" in changes
+    assert fake.order(stale["client_order_id"])["status"] == "canceled"
+    assert session.portfolio.cash == pytest.approx(100_000.0)
+
+
+def test_a_session_trades_through_alpaca_and_reconciles_after_an_error(fake):
+    bars, features = market()
+    alerts: list[tuple[str, str]] = []
+
+    def notify(severity: str, title: str, text: str) -> None:
+        alerts.append((severity, title))
+        if title.endswith("started"):  # after the start's reconciliation
+            fake.set_position("EEE", 5, 90.0)  # appears at the broker behind the session's back
+
+    session = live_session(bars, features, broker=alpaca(fake), notify=notify)
+    # the first fill reads fail for longer than the retries last: the session carries on
+    fake.fail_next(*[Fault("status", status=500, path="/v2/account/activities")] * 4)
+    result = session.run()
+    events = result.records.frames()["live_events"]
+    assert "broker_error" in events["kind"].to_list()
+    assert "EEE: local +0 -> broker +5" in events["detail"].to_list()
+    assert ("warning", "Positions reconciled with the broker") in alerts
+    orders = result.records.frames()["live_orders"].filter(pl.col("status") == "submitted")
+    assert orders.height > 0
+    # one order at the broker per decision; the fake filled none, so all were cancelled at the end
+    posted = [r.json()["client_order_id"] for r in fake.requests("POST", "/v2/orders")]
+    assert sorted(posted) == sorted(orders["client_order_id"].to_list())
+    assert all(fake.order(c)["status"] == "canceled" for c in posted)
