@@ -11,7 +11,7 @@ INSTANCE ?= dagster.yaml
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export ATS_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install instance demo test lint format dev bench bench-ingest bench-features bench-train bench-backtest clean
+.PHONY: install instance demo live-replay test lint format dev bench bench-ingest bench-features bench-train bench-backtest bench-live clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ instance:
 
 demo: install instance
 	$(BIN)/ats demo
+
+# Replay a trading day through live_trading_job after `make demo` (DAY=YYYY-MM-DD, SPEED=60).
+live-replay: install instance
+	$(BIN)/ats live $(if $(DAY),--day $(DAY)) $(if $(SPEED),--speed $(SPEED))
 
 test: install lint
 	$(BIN)/pytest
@@ -54,6 +58,9 @@ bench-train: install
 bench-backtest: install
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m benchmarks.backtest
+
+bench-live: install instance
+	$(BIN)/python -m benchmarks.live
 
 dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -278,6 +278,111 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def default_live_day(warehouse) -> date:
+    """The latest session with features that a champion chosen in an earlier week can trade."""
+    from datetime import timedelta
+
+    import polars as pl
+
+    tables = warehouse.tables()
+    if "features" not in tables or "champion_model" not in tables:
+        raise UsageError("nothing to replay yet: run `make demo` first (features and a champion)")
+    champions = warehouse.read_table("champion_model").filter(pl.col("partition").is_not_null())
+    if champions.is_empty():
+        raise UsageError(
+            "no champion model has been promoted (see champion_model's reason): nothing to trade"
+        )
+    first_week = champions["week"].min()
+    days = [
+        d
+        for d in warehouse.partition_summary("features")["session"].to_list()
+        if d - timedelta(days=d.weekday()) > first_week
+    ]
+    if not days:
+        raise UsageError(f"no features after the first champion's week ({first_week})")
+    return max(days)
+
+
+def live_replay(day: date | None, speed: float, settings: Settings) -> int:
+    """Run live_trading_job on ``day`` (replay, simulated broker) and print what it did."""
+    from datetime import timedelta
+
+    import dagster as dg
+    import polars as pl
+
+    from ats_assets.core.tables import markdown_table
+    from ats_resources.settings import build_resources
+    from live.location.definitions import defs
+
+    warehouse = build_resources(settings)["warehouse"]
+    day = day or default_live_day(warehouse)
+    if os.environ.get("DAGSTER_HOME"):
+        instance = dg.DagsterInstance.get()
+    else:
+        print("note: DAGSTER_HOME is not set; this run is not recorded for the UI", file=sys.stderr)
+        instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("live_trading_job")
+    print(f"live_trading_job: replay of {day} at speed {speed or 'max'} (simulated broker)")
+    with instance:
+        result = job.execute_in_process(
+            run_config={
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                "ops": {"live_trading_session": {"config": {"speed": speed}}},
+            },
+            instance=instance,
+            partition_key=day.isoformat(),
+            raise_on_error=False,
+        )
+    if not _report(result):
+        return 1
+    meta = {
+        e.asset_key.path[-1]: e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    orders_meta = meta["live_orders"]
+    span = {"partition_column": "session", "start": day, "end": day + timedelta(days=1)}
+    orders = warehouse.read_window("live_orders", **span)
+    fills = warehouse.read_window("live_fills", **span)
+    trades = warehouse.read_window("live_trading_performance", **span)
+    perf = meta["live_trading_performance"]
+    print(f"run {result.run_id} (open it in the UI: make dev, then Runs)")
+    print(
+        f"champion: {orders_meta['champion'].value} from "
+        f"{orders_meta['champion_materialization'].value}"
+    )
+    by_status = orders.group_by("status").len().sort("status")
+    counts = ", ".join(f"{n} {s}" for s, n in by_status.iter_rows())
+    print(f"\norders: {orders.height} ({counts or 'none'})")
+    if orders.height:
+        shown = orders.select(
+            "decided_at", "ticker", "side", "qty", "order_type", "intent", "status"
+        ).sort("decided_at")
+        print(markdown_table(shown, max_rows=12))
+    print(f"\nfills: {fills.height}")
+    if fills.height:
+        shown = fills.select("ts", "ticker", "side", "qty", "price", "fees", "intent").sort("ts")
+        print(markdown_table(shown, max_rows=12))
+    pnl = float(trades["pnl"].sum()) if trades.height else 0.0
+    fees = float(fills["fees"].sum()) if fills.height else 0.0
+    print(
+        f"\nP&L: ${pnl:,.2f} over {trades.height} round trips, after ${fees:,.2f} fees; "
+        f"slippage {perf['slippage_arrival_bps'].value:.2f} bp vs arrival, "
+        f"{perf['slippage_vwap_bps'].value:.2f} bp vs VWAP; "
+        f"bar-to-orders latency p99 {orders_meta['latency_p99_ms'].value:.2f} ms"
+    )
+    if trades.height:
+        print(markdown_table(trades.group_by("ticker").agg(pl.col("pnl").sum()).sort("pnl")
+                             .head(5), max_rows=5))  # fmt: skip
+    return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    day = _session_arg(args.day, "day") if args.day else None
+    if args.speed < 0:
+        raise UsageError(f"--speed {args.speed}: must be >= 0 (0 = as fast as possible)")
+    return live_replay(day, args.speed, Settings.from_env())
+
+
 def _summary(args: argparse.Namespace) -> int:
     print(summary(Settings.from_env()))
     return 0
@@ -313,6 +418,21 @@ def main(argv: list[str] | None = None) -> int:
         help=f"sessions of market data before --start for the features' look-back (default {DEMO_LEAD_IN})",
     )
     demo.set_defaults(handler=_demo)
+    live = sub.add_parser(
+        "live",
+        help="replay a trading day through live_trading_job (simulated broker) and print "
+        "its orders, fills and P&L",
+    )
+    live.add_argument(
+        "--day", help="the session to replay (default: the latest one a champion can trade)"
+    )
+    live.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="market minutes per second (default 0: as fast as possible; 60: a minute a second)",
+    )
+    live.set_defaults(handler=_live)
     sub.add_parser("summary", help="what the warehouse holds").set_defaults(handler=_summary)
     args = parser.parse_args(argv)
     try:
