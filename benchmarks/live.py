@@ -6,7 +6,7 @@ Each bar's latency is measured inside ``LiveSession.run`` from the moment the ba
 panel to the moment the last of its decisions has been handed to the broker: the simulated
 broker's fills for the bar, booking them, marking equity, the model's predictions (every 5th
 minute, for the focus and held tickers, with the sequence models' history), the engine's
-decision and the pre-trade guards. Broker network time is excluded by construction (the
+decision and the pre-trade guards (torch on one thread, as the live job runs it). Broker network time is excluded by construction (the
 simulated broker is in process). The day is replayed ``REPLAYS`` times as fast as possible;
 the table gives p50, p99 and the maximum over all bars, over the bars with predictions, and
 over the others. Target on the 2-core development machine: p99 <= 20 ms.
@@ -29,7 +29,7 @@ def main() -> int:
 
     from ats_assets.cli import UsageError, default_live_day
     from ats_resources.settings import Settings, build_resources
-    from live.location.session import SessionError, prepare_session
+    from live.location.session import SessionError, inference_threads, prepare_session
 
     if not os.environ.get("DAGSTER_HOME"):
         print("bench-live: DAGSTER_HOME is not set; run it with `make bench-live`", file=sys.stderr)
@@ -60,7 +60,8 @@ def main() -> int:
             prepare_s = time.perf_counter() - began
             session = prepared.session
             began = time.perf_counter()
-            result = session.run()
+            with inference_threads():
+                result = session.run()
             run_s = time.perf_counter() - began
             predicted = np.array(
                 [session.updater.sampled(ts) for ts in session.panel.ts], dtype=bool

@@ -111,3 +111,18 @@ def test_a_window_of_one_complete_week_trains_it_without_a_backtest():
 
     assert model_weeks(date(2024, 11, 18), date(2024, 11, 22), 1) == [("2024-11-18", False)]
     assert model_weeks(date(2024, 11, 18), date(2024, 11, 22), 0) == []
+
+
+def test_live_replay_before_any_demo_says_what_to_run_first(cli_env):
+    result = run([*ATS, "live"], cli_env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: nothing to replay yet: run `make demo` first (features and a champion)"
+    )
+
+
+def test_live_replay_refuses_a_holiday_and_a_negative_speed(cli_env):
+    holiday = run([*ATS, "live", "--day", "2024-11-28"], cli_env)
+    assert holiday.returncode == 2 and "not a trading session" in holiday.stderr
+    fast = run([*ATS, "live", "--speed", "-1"], cli_env)
+    assert fast.returncode == 2 and "--speed -1.0: must be >= 0" in fast.stderr

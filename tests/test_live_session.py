@@ -65,7 +65,9 @@ def market(seed: int = 3, drift: float = 0.0) -> tuple[pl.DataFrame, pl.DataFram
 class StubModel:
     """Expected return = the row's ``x`` (bps); confidence 0.6."""
 
-    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def predict(self, frame: pl.DataFrame, at=None) -> pl.DataFrame:
+        if at is not None:
+            frame = frame.filter(pl.col("ts") == at)
         return frame.select(
             "ticker", "ts", "session", expected_bps="x", confidence=pl.lit(0.6),
             prediction="x",
@@ -253,3 +255,50 @@ def test_session_grid_has_a_row_per_minute_and_no_bars():
     assert grid.shape == (390, len(TICKERS))
     assert np.isnan(grid.close).all() and grid.minutes_to_close[-1] == 0
     assert grid.session_end[-1] and not grid.session_end[:-1].any()
+
+
+def test_a_real_time_session_on_the_wall_clock_trades_as_the_replay():
+    from live.session.clock import WallClock
+    from live.session.feed import PollingFeed
+
+    bars, features = market()
+    expected = backtest(bars, features)
+    now = [OPEN - timedelta(minutes=5)]  # started before the open
+
+    def sleep(seconds: float) -> None:
+        now[0] += timedelta(seconds=seconds)
+
+    def fetch(symbols, start, end):
+        # the vendor answers only for minutes that are complete
+        assert now[0] >= start + timedelta(minutes=1)
+        return bars.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+
+    grid = session_grid(TICKERS, DAY, OPEN, OPEN + timedelta(minutes=MINUTES))
+    feed = PollingFeed(grid, fetch)
+    by_minute = {key[0]: rows for key, rows in features.group_by("ts")}
+    updater = SignalUpdater(StubModel(), grid.tickers, MINUTES,
+                            lambda ts: by_minute.get(ts, pl.DataFrame()), cost, lambda ts: True)  # fmt: skip
+    engine = StrategyEngine(grid, updater.signals, SETTINGS, strategy_id="t")
+    session = LiveSession(
+        day=DAY, engine=engine, feed=feed, updater=updater,
+        broker=SimulatedLiveBroker(grid, COSTS, cash=SETTINGS.initial_capital),
+        settings=SETTINGS, clock=WallClock(delay_s=2.0, sleep=sleep, now=lambda: now[0]),
+        portfolio=Portfolio(cash=SETTINGS.initial_capital),
+    )  # fmt: skip
+    result = session.run()
+    assert_frame_equal(result.trades, expected.trades)
+    # the last bar was read two seconds after it closed
+    assert now[0] == OPEN + timedelta(minutes=MINUTES, seconds=2)
+
+
+def test_orders_are_refused_outside_market_hours_by_the_wall_clock():
+    from live.session.clock import WallClock
+
+    bars, features = market()
+    late = OPEN + timedelta(hours=3)  # long after this one-hour session's close
+    session = live_session(bars, features)
+    session.clock = WallClock(sleep=lambda s: None, now=lambda: late)
+    result = session.run()
+    orders = result.records.frames()["live_orders"]
+    assert orders.height > 0 and (orders["detail"] == "market closed").all()
+    assert result.trades.is_empty()

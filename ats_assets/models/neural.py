@@ -159,11 +159,20 @@ class NeuralModel:
         """Training target standard deviation, in target units (a fraction)."""
         return float(self.network.target_scale)
 
-    def predict(self, x: np.ndarray, group: np.ndarray, device: str | None = None) -> np.ndarray:
-        """Predicted target per row (float64, target units); ``device`` defaults to the CPU."""
+    def predict(
+        self,
+        x: np.ndarray,
+        group: np.ndarray,
+        device: str | None = None,
+        rows: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Predicted target per row (float64, target units); ``device`` defaults to the CPU.
+
+        ``rows`` (indices): predict only these rows, each still with its earlier rows in ``x``
+        as history (live trading predicts the latest row of each ticker)."""
         _check_rows(x, group, self.feature_names)
         standard = _predict_standardised(
-            self.network, x, group, self.config.sequence_length, device or "cpu"
+            self.network, x, group, self.config.sequence_length, device or "cpu", rows
         )
         return standard * self.target_scale + self.target_mean
 
@@ -358,15 +367,24 @@ def _standardised_rows(network: nn.Module, x: np.ndarray, device: str) -> torch.
 
 
 def _predict_standardised(
-    network: nn.Module, x: np.ndarray, group: np.ndarray, sequence_length: int, device: str
+    network: nn.Module,
+    x: np.ndarray,
+    group: np.ndarray,
+    sequence_length: int,
+    device: str,
+    only: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Network output per row, in standard deviations of the training target (float64)."""
+    """Network output per row (or per row of ``only``), in standard deviations of the training
+    target (float64)."""
     import torch
 
     network.to(device).eval()
     with torch.inference_mode():
         rows = _standardised_rows(network, x, device)
-        index = torch.from_numpy(sequence_index(group, sequence_length)).to(device)
+        windows = sequence_index(group, sequence_length)
+        if only is not None:
+            windows = windows[only]
+        index = torch.from_numpy(np.ascontiguousarray(windows)).to(device)
         outputs = []
         for start in range(0, len(index), PREDICT_BATCH):
             with _autocast(device):

@@ -54,6 +54,14 @@ def rows_to_arrays(
     return ids, np.ascontiguousarray(x, dtype=np.float32), group
 
 
+def _select(ids: pl.DataFrame, at: Any) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """(the ids of the rows at ``at``, their indices); all rows and None without ``at``."""
+    if at is None:
+        return ids, None
+    rows = np.flatnonzero((ids["ts"] == at).to_numpy())
+    return ids[rows], rows
+
+
 def _confidence(prediction: np.ndarray, threshold: float) -> np.ndarray:
     magnitude = np.abs(prediction)
     return magnitude / (magnitude + max(threshold, 1e-12))
@@ -90,18 +98,21 @@ class Predictor:
             meta.get("calibration", 0.0),
         )
 
-    def raw(self, x: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def raw(self, x: np.ndarray, group: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every row, or of the rows at indices ``rows`` (the others as history)."""
         if self.kind == "xgboost":
-            return self.model.predict(x)
-        return self.model.predict(x, group)
+            return self.model.predict(x if rows is None else x[rows])
+        return self.model.predict(x, group, rows=rows)
 
-    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Per row (sorted by ticker, ts): prediction, confidence and whether it would trade.
+    def predict(self, frame: pl.DataFrame, at: Any = None) -> pl.DataFrame:
+        """Per row (sorted by ticker, ts): prediction, confidence and whether it would trade;
+        with ``at``, only the rows whose ``ts`` is ``at``.
 
         Sequence models read each ticker's earlier rows in ``frame`` as history, so pass the
         recent sampled rows of every ticker, not only the latest."""
         ids, x, group = rows_to_arrays(frame, self.columns)
-        prediction = self.raw(x, group)
+        ids, rows = _select(ids, at)
+        prediction = self.raw(x, group, rows)
         return ids.with_columns(
             prediction=pl.Series(prediction),
             expected_bps=pl.Series(prediction * self.calibration),
@@ -120,14 +131,16 @@ class EnsemblePredictor:
     calibration: float = 0.0  # expected excess return (bps) per unit of prediction
 
     def raw_with_agreement(
-        self, frame: pl.DataFrame
+        self, frame: pl.DataFrame, at: Any = None
     ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
         columns = sorted({c for m in self.members for c in m.columns})
         ids, x, group = rows_to_arrays(frame, columns)
+        ids, rows = _select(ids, at)
         index = {c: j for j, c in enumerate(columns)}
         scaled = np.stack(
             [
-                m.raw(np.ascontiguousarray(x[:, [index[c] for c in m.columns]]), group) / m.scale
+                m.raw(np.ascontiguousarray(x[:, [index[c] for c in m.columns]]), group, rows)
+                / m.scale
                 for m in self.members
             ]
         )
@@ -136,8 +149,8 @@ class EnsemblePredictor:
         agreement = (weights * (np.sign(scaled) == np.sign(combined)[None, :])).sum(axis=0)
         return ids, combined, agreement
 
-    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
-        ids, combined, agreement = self.raw_with_agreement(frame)
+    def predict(self, frame: pl.DataFrame, at: Any = None) -> pl.DataFrame:
+        ids, combined, agreement = self.raw_with_agreement(frame, at)
         return ids.with_columns(
             prediction=pl.Series(combined),
             expected_bps=pl.Series(combined * self.calibration),

@@ -69,7 +69,7 @@ def _notifier(context):
 )
 def live_trading_session(context: dg.AssetExecutionContext, config: LiveSessionConfig):
     from ats_resources.settings import Settings
-    from live.location.session import SessionError, prepare_session
+    from live.location.session import SessionError, inference_threads, prepare_session
     from live.session.lock import SessionLock, SessionLocked
 
     day = context.partition_time_window.start.date()
@@ -100,7 +100,8 @@ def live_trading_session(context: dg.AssetExecutionContext, config: LiveSessionC
     )
     data_dir = Settings.from_env().data_dir
     try:
-        with SessionLock(data_dir, f"{session.broker.name}:{os.environ.get('ALPACA_API_KEY', '')}"):
+        account = f"{session.broker.name}:{os.environ.get('ALPACA_API_KEY', '')}"
+        with SessionLock(data_dir, account), inference_threads():
             result = session.run()
     except SessionLocked as error:
         raise dg.Failure(str(error)) from None

@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -245,12 +245,20 @@ class LiveSession:
                 self._buying_power = self.broker.account().buying_power
         return GuardState(
             halted=self.engine.risk.halted,
-            market_open=row < len(self.panel.ts),
+            market_open=self._market_open(),
             last_price=self._last(order.ticker),
             held_qty=position.qty if position else 0,
             open_positions=len(tickers),
             buying_power=self._buying_power - committed,
         )
+
+    def _market_open(self) -> bool:
+        """By the wall clock in real time (the session's open to its close); a replay's bars
+        are the session's by construction."""
+        now = self.clock.now()
+        if now is None:
+            return True
+        return self.panel.ts[0] <= now < self.panel.ts[-1] + timedelta(minutes=1)
 
     def _last(self, ticker: str) -> float:
         value = self.last[self.column[ticker]]

@@ -33,9 +33,11 @@ class SignalUpdater:
         cost_bps: Callable[[pl.DataFrame], pl.DataFrame],
         sampled: Callable[[datetime], bool],
         history_rows: int = 1,
+        columns: list[str] | None = None,
     ) -> None:
         """``cost_bps(rows)`` -> ticker, ts, cost_bps (round-trip cost of each row);
-        ``sampled(ts)`` says whether the bar opening at ``ts`` is a sampled minute."""
+        ``sampled(ts)`` says whether the bar opening at ``ts`` is a sampled minute;
+        ``predictor.predict(frame, at=ts)`` returns the rows at ``ts`` (the rest is history)."""
         self.predictor = predictor
         self.column = {t: j for j, t in enumerate(tickers)}
         self.signals = SignalPanel.empty(rows, len(tickers))
@@ -43,6 +45,7 @@ class SignalUpdater:
         self.cost_bps = cost_bps
         self.sampled = sampled
         self.history_rows = max(1, history_rows)
+        self.columns = columns  # the model's inputs (None: keep every column)
         self._history: list[pl.DataFrame] = []
         self.predictions: list[pl.DataFrame] = []
 
@@ -53,6 +56,11 @@ class SignalUpdater:
         now = self.features_at(ts)
         if now.is_empty():
             return 0
+        costs = self.cost_bps(now)
+        if self.columns is not None:  # keep only what the model reads: less to copy per bar
+            now = now.select(
+                [c for c in ("session", "ticker", "ts", *self.columns) if c in now.columns]
+            )
         self._history.append(now)
         if len(self._history) > self.history_rows:
             self._history.pop(0)
@@ -64,10 +72,8 @@ class SignalUpdater:
         )
         if frame.is_empty():
             return 0
-        predicted = (
-            self.predictor.predict(frame.sort("ticker", "ts"))
-            .filter(pl.col("ts") == ts)
-            .join(self.cost_bps(frame.filter(pl.col("ts") == ts)), on=["ticker", "ts"], how="left")
+        predicted = self.predictor.predict(frame, at=ts).join(
+            costs, on=["ticker", "ts"], how="left"
         )
         self.predictions.append(predicted)
         cols = np.array([self.column[t] for t in predicted["ticker"]])
