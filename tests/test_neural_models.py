@@ -184,3 +184,21 @@ def test_pick_device_is_cpu_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> No
 def test_importing_the_module_does_not_import_torch() -> None:
     code = "import sys, ats_assets.models.neural; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("architecture", ["lstm", "attention"])
+def test_predicting_chosen_rows_equals_predicting_all_of_them(architecture):
+    """Live trading predicts only the latest row per ticker, the earlier rows as history."""
+    import numpy as np
+
+    from ats_assets.models.neural import NeuralConfig, fit_neural
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(240, 5)).astype(np.float32)
+    group = np.repeat(np.arange(4), 60)
+    y = x[:, 0] * 0.5 + rng.normal(scale=0.1, size=240)
+    config = NeuralConfig(architecture=architecture, epochs=1, sequence_length=6, hidden_size=8)
+    model = fit_neural(x, group, y, x, group, y, config, [f"f{i}" for i in range(5)], "cpu")
+    everything = model.predict(x, group)
+    latest = np.array([59, 119, 179, 239])
+    np.testing.assert_allclose(model.predict(x, group, rows=latest), everything[latest], rtol=1e-5)
