@@ -11,7 +11,7 @@ INSTANCE ?= dagster.yaml
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export ATS_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install instance demo live-replay test lint format dev bench bench-ingest bench-features bench-train bench-backtest bench-live clean
+.PHONY: install instance demo live-replay status test lint format dev bench bench-ingest bench-features bench-train bench-backtest bench-live metrics clean
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,13 @@ bench-backtest: install
 
 bench-live: install instance
 	$(BIN)/python -m benchmarks.live
+
+# Serve Prometheus metrics on http://127.0.0.1:9108/metrics (see deployment/monitoring/).
+status: install instance
+	$(BIN)/ats status
+
+metrics: install instance
+	$(BIN)/ats metrics
 
 dev: install instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -388,6 +388,69 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics(args: argparse.Namespace) -> int:
+    """Serve the Prometheus metrics until interrupted (Ctrl-C)."""
+    from ats_resources.metrics import dagster_home_instance, serve
+
+    settings = Settings.from_env()
+    factory = dagster_home_instance()
+    if factory is None:
+        print("note: DAGSTER_HOME is not set; no pipeline metrics (runs, assets)", file=sys.stderr)
+    try:
+        server, thread, _ = serve(args.port, args.host, settings=settings, instance_factory=factory)
+    except OSError as error:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); "
+            "choose another --port or stop the process using it"
+        ) from None
+    host, port = server.server_address[:2]
+    print(f"serving ATS metrics on http://{host}:{port}/metrics (Ctrl-C stops)", flush=True)
+    try:
+        while thread.is_alive():
+            thread.join(1.0)
+    except KeyboardInterrupt:
+        server.shutdown()
+    return 0
+
+
+def _add_metrics_parser(sub) -> None:
+    metrics = sub.add_parser(
+        "metrics", help="serve Prometheus metrics (trading, models, pipeline) on /metrics"
+    )
+    raw = os.environ.get("ATS_METRICS_PORT", "").strip()
+    default_port = int(raw) if raw.isdigit() else 9108
+    metrics.add_argument(
+        "--port", type=int, default=default_port, help=f"port (default {default_port}; 0: any)"
+    )
+    metrics.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    metrics.set_defaults(handler=_metrics)
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Print the system check; exit 1 when a configured service is unreachable."""
+    import dagster as dg
+
+    from ats_assets.status import report
+
+    settings = Settings.from_env()
+    if os.environ.get("DAGSTER_HOME"):
+        with dg.DagsterInstance.get() as instance:
+            text, healthy = report(settings, instance)
+    else:
+        text, healthy = report(settings, None)
+    print(text)
+    return 0 if healthy else 1
+
+
+def _add_status_parser(sub) -> None:
+    sub.add_parser(
+        "status",
+        help="which services are reachable, how fresh each asset is, the champion, live trading",
+    ).set_defaults(handler=_status)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ats", description="ATS: autonomous trading system on Dagster"
@@ -434,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     live.set_defaults(handler=_live)
     sub.add_parser("summary", help="what the warehouse holds").set_defaults(handler=_summary)
+    _add_metrics_parser(sub)
+    _add_status_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -12,12 +12,18 @@ from ats_assets.backtest.assets import backtest_assets
 from ats_assets.features.assets import feature_assets
 from ats_assets.market_data.assets import market_data_assets
 from ats_assets.models.assets import model_assets
+from ats_assets.monitoring.assets import monitoring_assets
 from ats_assets.regime.assets import regime_assets
 from ats_resources.settings import Settings, build_resources
 from ats_sensors.alerts import run_failure_alert_sensor
 from ats_sensors.regime import regime_drift_sensor
 from ats_sensors.retraining import retraining_job, weekly_retraining_schedule
-from ats_sensors.schedules import daily_market_data_schedule, daily_pipeline_job
+from ats_sensors.schedules import (
+    daily_market_data_schedule,
+    daily_pipeline_job,
+    metric_history_schedule,
+    monitoring_job,
+)
 
 settings = Settings.from_env()
 
@@ -29,9 +35,10 @@ defs = dg.Definitions(
         *backtest_assets,
         *regime_assets,
         *adaptation_assets,
+        *monitoring_assets,
     ],
-    jobs=[daily_pipeline_job, retraining_job],
-    schedules=[daily_market_data_schedule, weekly_retraining_schedule],
+    jobs=[daily_pipeline_job, retraining_job, monitoring_job],
+    schedules=[daily_market_data_schedule, weekly_retraining_schedule, metric_history_schedule],
     sensors=[run_failure_alert_sensor, regime_drift_sensor],
     resources=build_resources(settings),
     # One process per run: DuckDB allows a single writer, and the steps are I/O-light.

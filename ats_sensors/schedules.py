@@ -42,3 +42,25 @@ def daily_market_data_schedule(context: dg.ScheduleEvaluationContext):
         partition_key=day.isoformat(),
         tags={"ats/session_close": close.strftime("%H:%M %Z")},
     )
+
+
+monitoring_job = dg.define_asset_job(
+    "monitoring_job",
+    selection=dg.AssetSelection.assets("metric_history"),
+    description="The day's exported metrics (trading, models, pipeline) stored as time series.",
+)
+
+
+@dg.schedule(
+    job=monitoring_job,
+    cron_schedule="0 23 * * 1-5",
+    execution_timezone="America/New_York",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Late on trading days (after the session, the daily pipeline and market_regime): "
+    "the day's metric_history partition.",
+)
+def metric_history_schedule(context: dg.ScheduleEvaluationContext):
+    day = context.scheduled_execution_time.astimezone(EXCHANGE_TZ).date()
+    if not nyse_calendar().is_session(day):
+        return dg.SkipReason(f"{day} is not a trading session (exchange holiday): no metrics")
+    return dg.RunRequest(run_key=f"metric-history-{day.isoformat()}", partition_key=day.isoformat())

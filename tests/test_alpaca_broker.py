@@ -3,10 +3,8 @@ broker. Orders, idempotent submits when answers are lost, rejections, retries, c
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
-import socket
 import time
 import traceback
 from datetime import UTC, datetime, timedelta
@@ -26,6 +24,7 @@ from live.brokers.base import (
 )
 from live.engine.types import Intent, Order, OrderType, Side, client_order_id
 from tests.fakes.alpaca_trading import KEY_ID, SECRET, FakeAlpacaTrading, TradingServer
+from tests.fakes.network import blocked_hosts  # noqa: F401 (autouse fixture)
 from tests.fakes.vendor_server import Fault
 
 pytestmark = pytest.mark.integration  # starts a server (loopback only), like test_vendor_alpaca
@@ -34,38 +33,6 @@ DECIDED = datetime(2024, 3, 5, 15, 0, tzinfo=UTC)
 FAST = RetryPolicy(max_attempts=4, max_elapsed_s=5.0, base_delay_s=0.01, max_delay_s=0.05)
 TIMEOUT_S = 0.5
 STALL_S = 1.2  # a dropped answer that stalls past the client's timeout
-
-
-@pytest.fixture(autouse=True)
-def blocked_hosts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Refuse every name lookup and connection that is not loopback; returns what was refused."""
-    refused: list[str] = []
-    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
-
-    def loopback(host: object) -> bool:
-        if host in ("localhost", None):
-            return True
-        try:
-            return ipaddress.ip_address(str(host)).is_loopback
-        except ValueError:
-            return False
-
-    def getaddrinfo(host, *args, **kwargs):
-        if not loopback(host):
-            refused.append(str(host))
-            raise socket.gaierror(f"test network guard: {host} is not loopback")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    def connect(sock, address):
-        host = address[0] if isinstance(address, tuple) else address
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and not loopback(host):
-            refused.append(str(host))
-            raise ConnectionRefusedError(f"test network guard: {host} is not loopback")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return refused
 
 
 @pytest.fixture(scope="module")

@@ -126,3 +126,11 @@ def test_live_replay_refuses_a_holiday_and_a_negative_speed(cli_env):
     assert holiday.returncode == 2 and "not a trading session" in holiday.stderr
     fast = run([*ATS, "live", "--speed", "-1"], cli_env)
     assert fast.returncode == 2 and "--speed -1.0: must be >= 0" in fast.stderr
+
+
+def test_status_on_a_fresh_checkout_names_the_services_and_what_to_run(cli_env):
+    result = run([*ATS, "status"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert "[ok  ] warehouse" in result.stdout and "[ok  ] dagster instance" in result.stdout
+    assert "nothing materialized yet: run `make demo`" in result.stdout
+    assert "no live session running" in result.stdout

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import random
-import socket
 import time
 from datetime import UTC, datetime
 
@@ -19,6 +17,7 @@ from ats_resources.vendors.alpaca import DEFAULT_BASE_URL, AlpacaMarketData, _St
 from ats_resources.vendors.errors import VendorError
 from ats_resources.vendors.http import RateLimiter, RetryPolicy
 from tests.fakes.alpaca import KEY_ID, SECRET, FakeAlpaca
+from tests.fakes.network import blocked_hosts  # noqa: F401 (autouse fixture)
 from tests.fakes.vendor_server import FakeVendorServer, Fault
 
 pytestmark = pytest.mark.integration
@@ -28,38 +27,6 @@ START = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
 END = datetime(2024, 3, 5, 15, 30, tzinfo=UTC)
 PAGE = 25
 SCHEMAS = {"bars": RAW_BARS.schema, "quotes": RAW_QUOTES.schema, "trades": RAW_TRADES.schema}
-
-
-@pytest.fixture(autouse=True)
-def blocked_hosts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Refuse every name lookup and connection that is not loopback; returns what was refused."""
-    refused: list[str] = []
-    real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
-
-    def loopback(host: object) -> bool:
-        if host in ("localhost", None):
-            return True
-        try:
-            return ipaddress.ip_address(str(host)).is_loopback
-        except ValueError:
-            return False
-
-    def getaddrinfo(host, *args, **kwargs):
-        if not loopback(host):
-            refused.append(str(host))
-            raise socket.gaierror(f"test network guard: {host} is not loopback")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    def connect(sock, address):
-        host = address[0] if isinstance(address, tuple) else address
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and not loopback(host):
-            refused.append(str(host))
-            raise ConnectionRefusedError(f"test network guard: {host} is not loopback")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return refused
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +276,7 @@ def test_errors_carry_no_chained_exception(fake: FakeAlpaca, fault: Fault) -> No
 
 
 # -- where it goes ------------------------------------------------------------------------------
-def test_requests_go_to_the_configured_base_url(fake: FakeAlpaca, blocked_hosts) -> None:
+def test_requests_go_to_the_configured_base_url(fake: FakeAlpaca, blocked_hosts) -> None:  # noqa: F811
     ticker = fake.tickers[0]
     # a trailing slash or /v2 on the base URL still reaches the fake
     fetched = client(fake, base_url=fake.url + "/v2/").bars([ticker], START, END)

@@ -38,7 +38,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -57,7 +57,8 @@ from ats_resources.vendors.http import (
     RETRY_STATUSES,
     RateLimiter,
     RetryPolicy,
-    retry_after_seconds,
+    alpaca_wait_seconds,
+    utc,
 )
 
 VENDOR = "Alpaca"
@@ -180,7 +181,9 @@ class _StockClient(StockHistoricalDataClient):
                 f"rejected: {_error_text(response)}",
                 status=status,
                 retryable=retryable,
-                asked_s=_asked_wait(response) if retryable else None,
+                asked_s=alpaca_wait_seconds(response.headers, response.status_code)
+                if retryable
+                else None,
             )
         try:
             body = response.json()
@@ -214,24 +217,6 @@ def _error_text(response: requests.Response) -> str:
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])[:200]
     return response.text[:200].replace("\n", " ") or response.reason or "no body"
-
-
-def _asked_wait(response: requests.Response) -> float | None:
-    """Seconds the server asked to wait: ``Retry-After``, else Alpaca's ``X-RateLimit-Reset``
-    (epoch seconds when the rate-limit window reopens) on a 429."""
-    asked = retry_after_seconds(response.headers.get("Retry-After"))
-    if asked is None and response.status_code == 429:
-        reset = response.headers.get("X-RateLimit-Reset")
-        try:
-            asked = max(0.0, float(reset) - time.time()) if reset else None
-        except ValueError:
-            asked = None
-    return asked
-
-
-def _utc(moment: datetime) -> datetime:
-    """Aware UTC; naive input is taken as UTC (as alpaca-py does)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _column(rows: list[dict], key: str, dtype: pl.DataType, convert=None) -> pl.Series:
@@ -397,7 +382,7 @@ class AlpacaMarketData(dg.ConfigurableResource):
 
     def _fetch(self, kind: str, symbols: Sequence[str], start: datetime, end: datetime) -> Fetched:
         self._check_config()
-        start, end = _utc(start), _utc(end)
+        start, end = utc(start), utc(end)
         schema = _SCHEMAS[kind]
         tickers = list(dict.fromkeys(symbols))
         if not tickers or start >= end:

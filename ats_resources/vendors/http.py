@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -100,6 +100,25 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if when.tzinfo is None:  # "-0000" means UTC with no claim about the sender's zone
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def alpaca_wait_seconds(headers: Mapping[str, str], status: int) -> float | None:
+    """Seconds Alpaca asked to wait: ``Retry-After``, else, on a 429, ``X-RateLimit-Reset``
+    (epoch seconds when the rate-limit window reopens). Shared by the market-data and trading
+    clients."""
+    asked = retry_after_seconds(headers.get("Retry-After"))
+    if asked is None and status == 429:
+        reset = headers.get("X-RateLimit-Reset")
+        try:
+            asked = max(0.0, float(reset) - time.time()) if reset else None
+        except ValueError:
+            asked = None
+    return asked
+
+
+def utc(moment: datetime) -> datetime:
+    """Aware UTC; naive input is taken as UTC (as alpaca-py does)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass

@@ -97,7 +97,8 @@ ORDER_SCHEMA = {
 }
 
 
-def _order_row(order: Order) -> dict:
+def order_row(order: Order) -> dict:
+    """An order as a row of ``ORDER_SCHEMA`` (also the live session's order records)."""
     return {
         "client_order_id": order.client_order_id,
         "ticker": order.ticker,
@@ -193,9 +194,9 @@ def run_backtest(
             schema=FILL_SCHEMA,
             orient="row",
         ).with_columns(notional=pl.col("qty") * pl.col("price")),
-        orders=pl.DataFrame([_order_row(o) for o in orders], schema=ORDER_SCHEMA, orient="row"),
+        orders=pl.DataFrame([order_row(o) for o in orders], schema=ORDER_SCHEMA, orient="row"),
         cancelled=pl.DataFrame(
-            [{**_order_row(o), "unfilled": n, "why": why} for o, n, why in broker.cancelled],
+            [{**order_row(o), "unfilled": n, "why": why} for o, n, why in broker.cancelled],
             schema={**ORDER_SCHEMA, "unfilled": pl.Int64, "why": pl.Utf8},
             orient="row",
         ),

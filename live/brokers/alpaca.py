@@ -65,7 +65,12 @@ from alpaca.trading.requests import (
 )
 
 from ats_resources.vendors.errors import redact
-from ats_resources.vendors.http import RETRY_STATUSES, RetryPolicy, retry_after_seconds
+from ats_resources.vendors.http import (
+    RETRY_STATUSES,
+    RetryPolicy,
+    alpaca_wait_seconds,
+    utc,
+)
 from live.brokers.base import (
     Account,
     BrokerError,
@@ -307,7 +312,9 @@ class _TradingClient(TradingClient):
                 api_message=api_message,
                 retryable=retryable,
                 unknown_outcome=unknown and status >= 500,
-                asked_s=_asked_wait(response) if retryable else None,
+                asked_s=alpaca_wait_seconds(response.headers, response.status_code)
+                if retryable
+                else None,
             )
         if not response.content.strip():
             return None, None  # 204 No Content (a cancel)
@@ -380,7 +387,7 @@ class AlpacaBroker:
         )
         self._page_size = fills_page_size
         self._lookback = timedelta(seconds=fills_lookback_s)
-        self._after = _utc(fills_since) if fills_since else datetime.now(UTC) - self._lookback
+        self._after = utc(fills_since) if fills_since else datetime.now(UTC) - self._lookback
         self._lock = threading.RLock()
         self._orders: dict[str, Order] = {}  # client id -> order submitted or adopted
         self._coid_by_id: dict[str, str] = {}  # broker id -> client id, every order seen
@@ -754,30 +761,13 @@ def _error_text(response: requests.Response) -> tuple[str, int | None]:
     return (response.text[:200].replace("\n", " ") or response.reason or "no body"), None
 
 
-def _asked_wait(response: requests.Response) -> float | None:
-    """Seconds the server asked to wait: ``Retry-After``, else Alpaca's ``X-RateLimit-Reset``
-    (epoch seconds when the rate-limit window reopens) on a 429."""
-    asked = retry_after_seconds(response.headers.get("Retry-After"))
-    if asked is None and response.status_code == 429:
-        reset = response.headers.get("X-RateLimit-Reset")
-        try:
-            asked = max(0.0, float(reset) - time.time()) if reset else None
-        except ValueError:
-            asked = None
-    return asked
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _rfc3339(moment: datetime) -> str:
-    return _utc(moment).isoformat().replace("+00:00", "Z")
+    return utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def _time(value: str) -> datetime:
     """RFC 3339 with "Z" or an offset and 0-9 fraction digits, as aware UTC."""
-    return _utc(datetime.fromisoformat(str(value)))
+    return utc(datetime.fromisoformat(str(value)))
 
 
 def _time_or_none(value: Any) -> datetime | None:

@@ -8,6 +8,7 @@ from datetime import date, datetime
 
 import polars as pl
 
+from live.backtest.simulator import order_row
 from live.engine.types import Fill, Order
 
 UTC_US = pl.Datetime("us", "UTC")
@@ -76,21 +77,12 @@ class SessionRecords:
               arrival: float = float("nan")) -> None:  # fmt: skip
         self.orders.append(
             {
+                **order_row(order),
                 "session": self.day,
-                "client_order_id": order.client_order_id,
                 "broker_order_id": broker_id,
-                "ticker": order.ticker,
-                "side": order.side.value,
-                "qty": order.qty,
-                "order_type": order.order_type.value,
-                "intent": order.intent.value,
-                "decided_at": order.decided_at,
-                "limit_price": order.limit_price,
-                "stop_price": order.stop_price,
                 "arrival_price": arrival,
                 "status": status,
                 "detail": detail or order.reason,
-                "signal": order.signal,
             }
         )
 

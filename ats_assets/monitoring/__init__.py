@@ -1,0 +1,1 @@
+"""Monitoring: the exporter's metrics kept as daily history in the warehouse."""
