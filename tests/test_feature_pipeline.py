@@ -108,6 +108,23 @@ def test_altering_every_bar_after_t_leaves_every_feature_at_t_unchanged(market):
     )
 
 
+def test_features_computed_from_the_day_so_far_equal_the_whole_days(market):
+    """What live trading computes at 11:07 (no bar, quote, trade or alert after it exists yet,
+    and the 15m and 1h bars in progress are partial) equals the whole day's features there."""
+    days = nyse_calendar().sessions_between(date(2024, 3, 1), date(2024, 3, 6))
+    day = days[-1]
+    cutoff = datetime(day.year, day.month, day.day, 11, 7, tzinfo=NY).astimezone(UTC)
+    data = raw(market, days)
+    so_far = {
+        kind: frame.filter(pl.col("ts") < cutoff + timedelta(minutes=1))
+        for kind, frame in data.items()
+    }
+    whole = features_for(data, [day]).filter(pl.col("ts") <= cutoff)
+    live = features_for(so_far, [day])
+    assert live["ts"].max() == cutoff and len(live) == len(whole) == TICKERS * 98
+    assert_frame_equal(live, whole)
+
+
 def test_a_day_is_identical_alone_and_inside_a_30_day_backfill(market):
     calendar = nyse_calendar()
     days = calendar.sessions_between(date(2024, 2, 1), date(2024, 3, 28))

@@ -3,8 +3,8 @@
 ``minute_frame`` joins each 1-minute bar with what happened in its minute (spreads, quote
 imbalance, buy/sell volume, options-flow premium); ``resample`` builds 5m/15m/1h bars inside each
 session (aligned to the open, so 09:30-10:30 is the first hour) and one 1d bar per session. Every
-resampled bar carries ``available_at``: the instant its last minute closed, when a live system
-could first know it.
+resampled bar carries ``available_at``: the end of its window (at the latest the session's close),
+when a live system could first know it complete.
 """
 
 from datetime import date, timedelta
@@ -141,7 +141,7 @@ def resample(minute: pl.DataFrame, timeframe: str) -> pl.DataFrame:
             session=pl.col("session").first(),
             ts=pl.col("ts").first(),
             minute_of_session=pl.col("minute_of_session").first(),
-            available_at=pl.col("ts").last() + MINUTE,
+            _last=pl.col("ts").last() + MINUTE,
             open=pl.col("open").first(),
             high=pl.col("high").max(),
             low=pl.col("low").min(),
@@ -162,7 +162,22 @@ def resample(minute: pl.DataFrame, timeframe: str) -> pl.DataFrame:
         )
         .drop("_bucket")
     )
-    return bars
+    # A bar is known when its window ends (a bucket of the session, or the session itself), at
+    # the latest at the close; not at its last row's minute, which for a bar still being built
+    # (live trading) or a ticker without a bar in the window's last minute would come earlier.
+    bounds = nyse_calendar().bounds_frame(sorted(bars["session"].unique().to_list()))
+    if timeframe == "1d":
+        end = pl.col("session_close")
+    else:
+        size = TIMEFRAME_MINUTES[timeframe]
+        left = size - pl.col("minute_of_session") % size
+        end = pl.min_horizontal(pl.col("ts") + pl.duration(minutes=left), pl.col("session_close"))
+    return (
+        bars.join(bounds.select("session", "session_close"), on="session", how="left")
+        .with_columns(available_at=pl.max_horizontal(end, pl.col("_last")))
+        .drop("_last", "session_close")
+        .select(*(c for c in bars.columns if c != "_last"), "available_at")
+    )
 
 
 def sessions_before(day: date, count: int) -> list[date]:

@@ -60,7 +60,14 @@ def _notifier(context):
         dg.AssetDep("features"),
         dg.AssetDep("raw_bars"),
     ],
-    required_resource_keys={"warehouse", "model_store", "market_data", "notifier", "feature_cache"},
+    required_resource_keys={
+        "warehouse",
+        "model_store",
+        "market_data",
+        "options_flow_source",
+        "notifier",
+        "feature_cache",
+    },
     op_tags={LIVE_SESSION_TAG: "account"},
     description=(
         "The day's trading session: the champion in force traded by the strategy engine through "
@@ -81,6 +88,7 @@ def live_trading_session(context: dg.AssetExecutionContext, config: LiveSessionC
             model_store=resources.model_store,
             market_data=resources.market_data,
             feature_cache=resources.feature_cache,
+            flow_source=resources.options_flow_source,
             day=day,
             replay=config.replay,
             speed=config.speed,

@@ -11,8 +11,9 @@ the first bar, from data known before the session only:
    (``strategy_parameters`` of earlier weeks), when those assets exist;
 3. the session plan (focus list, holding period) from the sessions before the day;
 4. the bars: a replay of the day's ``raw_bars`` from the warehouse, or the market-data source
-   polled each minute; features: the day's ``features`` rows (replay) or the feature cache,
-   which the ``features`` asset refreshes (real time);
+   polled each minute; features: the day's ``features`` rows (replay), or in real time computed
+   each sampled minute from the session's data so far (``RealtimeFeatures``), or read from the
+   feature cache when no options-flow source is given;
 5. the broker for ``ATS_TRADING_MODE`` (simulated by default; Alpaca paper, or live with the
    explicit confirmation).
 """
@@ -189,6 +190,7 @@ def prepare_session(
     model_store,
     market_data,
     feature_cache=None,
+    flow_source=None,
     day: date,
     replay: bool = True,
     speed: float = 0.0,
@@ -255,7 +257,10 @@ def prepare_session(
             return market_data.bars(symbols, start, end).frame
 
         feed = PollingFeed(grid, fetch)
-        features_at = _cached_features(feature_cache, tickers)
+        if flow_source is not None:
+            features_at = RealtimeFeatures(warehouse, market_data, flow_source, day, plan.focus)
+        else:
+            features_at = _cached_features(feature_cache, tickers)
         clock = WallClock()
     panel = feed.panel
     updater = SignalUpdater(
@@ -344,3 +349,79 @@ def _cached_features(feature_cache, tickers: list[str]):
         return pl.DataFrame(fresh) if fresh else pl.DataFrame()
 
     return features_at
+
+
+class RealtimeFeatures:
+    """Real time: the features of the minute being decided, computed from the session so far.
+
+    At start it reads the look-back the ``features`` asset reads (the minute data of the
+    ``MINUTE_HISTORY_SESSIONS`` and the daily bars of the ``DAILY_HISTORY_SESSIONS`` before the
+    day) for ``tickers`` from the warehouse. On each sampled minute it fetches the bars, quotes,
+    trades and options flow since its last call from the market-data sources and computes the
+    day's features with the same pipeline (``compute_day``), whose values at a minute depend
+    only on bars completed by then; it returns the rows of that minute. Raw data fetched live is
+    not validated by the asset checks the daily pipeline runs. One difference from the asset:
+    at the session's last minute the asset joins the day's own daily bar (complete at the close),
+    which is not known live; the engine takes no decision on it (entries stop 30 minutes before
+    the close and the close-out is decided two minutes before).
+    """
+
+    def __init__(self, warehouse, market_data, flow_source, day: date, tickers: list[str]):
+        from ats_assets.features.frames import sessions_before as history_sessions
+        from ats_assets.features.pipeline import DAILY_HISTORY_SESSIONS, MINUTE_HISTORY_SESSIONS
+
+        self.market_data, self.flow_source = market_data, flow_source
+        self.day, self.tickers = day, sorted(tickers)
+        wanted = pl.col("ticker").is_in(self.tickers)
+
+        def window(table: str, sessions: int) -> pl.DataFrame:
+            first = history_sessions(day, sessions)[0]
+            if table not in warehouse.tables():
+                return pl.DataFrame()
+            return warehouse.read_window(
+                table, partition_column="session", start=first, end=day
+            ).filter(wanted)
+
+        self.history = {
+            kind: window(table, MINUTE_HISTORY_SESSIONS)
+            for kind, table in (
+                ("bars", "raw_bars"),
+                ("quotes", "raw_quotes"),
+                ("trades", "raw_trades"),
+                ("flow", "options_flow"),
+            )
+        }
+        self.daily = window("daily_bars", DAILY_HISTORY_SESSIONS)
+        self.today: dict[str, list[pl.DataFrame]] = {kind: [] for kind in self.history}
+        self.fetched_until = nyse_calendar().session_open(day)
+
+    def _fetch(self, end: datetime) -> None:
+        start, symbols = self.fetched_until, self.tickers
+        if end <= start:
+            return
+        fetched = {
+            "bars": self.market_data.bars(symbols, start, end).frame,
+            "quotes": self.market_data.quotes(symbols, start, end).frame,
+            "trades": self.market_data.trades(symbols, start, end).frame,
+            "flow": self.flow_source.options_flow(symbols, start, end).frame,
+        }
+        for kind, frame in fetched.items():
+            if not frame.is_empty():
+                self.today[kind].append(frame.with_columns(session=pl.lit(self.day)))
+        self.fetched_until = end
+
+    def __call__(self, ts: datetime) -> pl.DataFrame:
+        from ats_assets.features.frames import minute_frame
+        from ats_assets.features.pipeline import compute_day
+        from ats_assets.features.registry import catalogue
+
+        self._fetch(ts + timedelta(minutes=1))
+        frames = {
+            kind: pl.concat([self.history[kind], *self.today[kind]], how="diagonal_relaxed")
+            for kind in self.history
+        }
+        if frames["bars"].filter(pl.col("ts") == ts).is_empty():
+            return pl.DataFrame()
+        minute = minute_frame(frames["bars"], frames["quotes"], frames["trades"], frames["flow"])
+        rows = compute_day(minute, self.daily, self.day, catalogue())
+        return rows.filter(pl.col("ts") == ts)
