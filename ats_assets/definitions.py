@@ -27,6 +27,23 @@ from ats_sensors.schedules import (
 
 settings = Settings.from_env()
 
+
+def executor() -> dg.ExecutorDefinition:
+    """``ATS_EXECUTOR``: ``in_process`` (default: one process per run; DuckDB allows a single
+    writer, and the steps are I/O-light) or ``k8s`` (Kubernetes: each step in its own pod, so the
+    training steps' ``dagster-k8s/config`` tags put them on GPU nodes; needs dagster-k8s)."""
+    import os
+
+    choice = os.environ.get("ATS_EXECUTOR", "in_process").strip().lower() or "in_process"
+    if choice == "in_process":
+        return dg.in_process_executor
+    if choice == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    raise ValueError(f"ATS_EXECUTOR={choice!r}: expected in_process or k8s")
+
+
 defs = dg.Definitions(
     assets=[
         *market_data_assets,
@@ -41,6 +58,5 @@ defs = dg.Definitions(
     schedules=[daily_market_data_schedule, weekly_retraining_schedule, metric_history_schedule],
     sensors=[run_failure_alert_sensor, regime_drift_sensor],
     resources=build_resources(settings),
-    # One process per run: DuckDB allows a single writer, and the steps are I/O-light.
-    executor=dg.in_process_executor,
+    executor=executor(),
 )

@@ -70,3 +70,15 @@ def test_the_live_schedule_trades_sessions_and_skips_holidays():
     )
     result = live_trading_schedule(holiday)
     assert isinstance(result, dg.SkipReason) and "not a trading session" in result.skip_message
+
+
+def test_ats_executor_switches_the_location_to_one_pod_per_step(cli_env):
+    probe = (
+        "from ats_assets.definitions import defs; "
+        "print(defs.resolve_implicit_global_asset_job_def().executor_def.name)"
+    )
+    k8s = run([sys.executable, "-c", probe], {**cli_env, "ATS_EXECUTOR": "k8s"})
+    assert k8s.returncode == 0, k8s.stderr[-2000:]
+    assert k8s.stdout.strip() == "k8s"
+    wrong = run([sys.executable, "-c", probe], {**cli_env, "ATS_EXECUTOR": "spark"})
+    assert wrong.returncode != 0 and "expected in_process or k8s" in wrong.stderr

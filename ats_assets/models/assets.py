@@ -30,7 +30,12 @@ CHUNK_SESSIONS = 5  # features are read a few sessions at a time and sampled, to
 GPU_TAGS = {
     "dagster-k8s/config": {
         "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
-        "pod_spec_config": {"node_selector": {"ats/accelerator": "nvidia-gpu"}},
+        "pod_spec_config": {
+            "node_selector": {"ats/accelerator": "nvidia-gpu"},
+            "tolerations": [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            ],
+        },
     },
     "ats/accelerator": "gpu",
 }
