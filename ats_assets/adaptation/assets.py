@@ -336,10 +336,7 @@ def _history_plot(history: pl.DataFrame, top: int = 8) -> str:
     ax.set_ylabel("share of total gain")
     ax.legend(fontsize=6, loc="upper left")
     fig.autofmt_xdate()
-    try:
-        return _png_markdown(fig)
-    finally:
-        plt.close(fig)
+    return _png_markdown(fig)
 
 
 @dg.asset(

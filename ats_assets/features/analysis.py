@@ -86,8 +86,14 @@ def information_coefficients(features: pl.DataFrame, returns: pl.DataFrame) -> p
 
 
 def _png_markdown(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    """``fig`` as a Markdown image (an 80 dpi PNG inlined as base64); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    try:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return f"![plot](data:image/png;base64,{encoded})"
 
@@ -108,10 +114,7 @@ def heatmap_markdown(corr: pl.DataFrame, max_features: int = 60) -> str:
     ax.set_yticks(range(len(names)), names, fontsize=6)
     fig.colorbar(image, ax=ax, shrink=0.8)
     ax.set_title(f"Feature correlation (first {len(names)} features)")
-    try:
-        return _png_markdown(fig)
-    finally:
-        plt.close(fig)
+    return _png_markdown(fig)
 
 
 def ic_bar_markdown(ics: pl.DataFrame, top: int = 25) -> str:
@@ -126,7 +129,4 @@ def ic_bar_markdown(ics: pl.DataFrame, top: int = 25) -> str:
     ax.barh(best["feature"].to_list()[::-1], best["ic"].to_list()[::-1], color="tab:blue")
     ax.set_xlabel(f"Spearman IC with the {FORWARD_MINUTES}-minute forward return")
     ax.tick_params(axis="y", labelsize=7)
-    try:
-        return _png_markdown(fig)
-    finally:
-        plt.close(fig)
+    return _png_markdown(fig)

@@ -76,10 +76,7 @@ def history_plot(history: pl.DataFrame) -> str:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     fig.autofmt_xdate()
-    try:
-        return _png_markdown(fig)
-    finally:
-        plt.close(fig)
+    return _png_markdown(fig)
 
 
 @dg.asset(

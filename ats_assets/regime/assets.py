@@ -125,10 +125,7 @@ def _probability_plot(detected: pl.DataFrame) -> str:
     ax.set_ylabel("filtered probability")
     ax.set_ylim(0, 1)
     ax.legend(loc="upper left", fontsize=7)
-    try:
-        return _png_markdown(fig)
-    finally:
-        plt.close(fig)
+    return _png_markdown(fig)
 
 
 @dg.asset(
