@@ -2,8 +2,9 @@
 
 Four sections, each line a fact measured now:
 
-- **services**: the warehouse, the Dagster instance's storage, Redis (the live feature cache),
-  the metrics exporter, Slack and the broker: reachable or not (and why), or not configured;
+- **services**: the warehouse, the Dagster instance's storage, Redis (the live feature cache)
+  and the metrics exporter: reachable or not (and why), or not configured; Slack and the broker:
+  configured or not (they are not contacted);
 - **freshness**: each partitioned asset table's latest partition and how many sessions (or
   weeks) it is behind the last completed session;
 - **champion**: the model in force and when it was chosen;
@@ -79,7 +80,14 @@ def check_redis(env: Mapping[str, str]) -> Check:
     try:
         import redis
 
-        client = redis.Redis(host=host, port=port, socket_connect_timeout=2, socket_timeout=2)
+        client = redis.Redis(
+            host=host,
+            port=port,
+            db=int(env.get("REDIS_DB") or 0),
+            password=env.get("REDIS_PASSWORD") or None,
+            socket_connect_timeout=2,
+            socket_timeout=2,
+        )
         client.ping()
     except Exception as error:
         return Check("redis", "down", f"{host}:{port}: {_short(error)}")
@@ -180,8 +188,8 @@ def live_lines(data_dir: Path, instance, warehouse) -> list[str]:
     holders = []
     for path in sorted(Path(data_dir).glob("live-session-*.lock")):
         with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:  # a shared probe: a session starting meanwhile still gets its lock (it retries)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             except BlockingIOError:
                 handle.seek(0)

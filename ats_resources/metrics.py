@@ -41,7 +41,7 @@ DEFAULT_CACHE_S = 10.0
 SCRAPE_LOCK_TIMEOUT_S = 5.0
 NEW_YORK = ZoneInfo("America/New_York")
 LIVE_TABLES = ("live_orders", "live_fills", "live_positions", "live_account", "live_events")
-ORDER_STATUSES = ("submitted", "rejected", "error", "duplicate")
+ORDER_STATUSES = ("submitted", "rejected", "unknown", "duplicate")
 RUN_STATUSES = ("SUCCESS", "FAILURE", "STARTED", "QUEUED", "CANCELED")
 SECTIONS = ("trading", "models", "pipeline")
 

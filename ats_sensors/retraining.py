@@ -35,15 +35,23 @@ retraining_job = dg.define_asset_job(
 )
 
 
-def run_tags(reason: str) -> dict[str, str]:
-    """Run tags of a retraining request: the GPU request for Kubernetes and why it runs."""
-    import json
+def run_tags(reason: str, env=None) -> dict[str, str]:
+    """Run tags of a retraining request: the GPU request for Kubernetes and why it runs.
 
-    return {
-        "dagster-k8s/config": json.dumps(GPU_TAGS["dagster-k8s/config"]),
+    With ``ATS_EXECUTOR=k8s`` each step runs in its own pod and the training steps carry the GPU
+    request themselves; the run's own pod then must not hold a GPU it never uses (on a one-GPU
+    node pool it would keep the training pods from being scheduled)."""
+    import json
+    import os
+
+    env = os.environ if env is None else env
+    tags = {
         "ats/accelerator": GPU_TAGS["ats/accelerator"],
         "ats/retraining_reason": reason,
     }
+    if (env.get("ATS_EXECUTOR") or "").strip().lower() != "k8s":
+        tags["dagster-k8s/config"] = json.dumps(GPU_TAGS["dagster-k8s/config"])
+    return tags
 
 
 @dg.schedule(

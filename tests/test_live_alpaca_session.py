@@ -63,3 +63,42 @@ def test_a_session_trades_through_alpaca_and_reconciles_after_an_error(fake):
     posted = [r.json()["client_order_id"] for r in fake.requests("POST", "/v2/orders")]
     assert sorted(posted) == sorted(orders["client_order_id"].to_list())
     assert all(fake.order(c)["status"] == "canceled" for c in posted)
+
+
+def test_reconciling_after_an_error_books_unpolled_fills_once(fake):
+    from datetime import timedelta
+
+    from live.engine.types import Intent, Order, OrderType, Side
+
+    bars, features = market()
+    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
+    ts = session.panel.ts[0]
+    session.reconcile(ts, starting=True)
+    session.last[session.column["AAA"]] = 50.0
+    order = Order("ats-entry-aaa", "AAA", Side.BUY, 10, OrderType.MARKET, Intent.ENTRY, ts)
+    session._act(order, 0, ts)
+    fake.fill("ats-entry-aaa", 10, 50.02)
+    # a broker error elsewhere: the reconciliation sees the position, which includes the fill
+    session.reconcile(ts + timedelta(minutes=1))
+    assert session.portfolio.positions["AAA"].qty == 10
+    assert session._poll_fills(ts) == []  # booked once, by the reconciliation
+    assert session.portfolio.cash == pytest.approx(100_000.0 - 10 * 50.02)
+
+
+def test_expired_limit_orders_are_cancelled_at_a_broker_that_keeps_them(fake):
+    from datetime import timedelta
+
+    from live.engine.types import Intent, Order, OrderType, Side
+
+    bars, features = market()
+    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
+    ts = session.panel.ts[0]
+    session.reconcile(ts, starting=True)
+    session.last[session.column["BBB"]] = 60.0
+    limit = Order("ats-limit-bbb", "BBB", Side.BUY, 10, OrderType.LIMIT, Intent.ENTRY, ts,
+                  limit_price=59.5, expires_at=ts + timedelta(minutes=5))  # fmt: skip
+    session._act(limit, 0, ts)
+    session._expire(ts + timedelta(minutes=2))
+    assert fake.order("ats-limit-bbb")["status"] == "new"
+    session._expire(ts + timedelta(minutes=4))  # it may not fill in the bar opening at +5
+    assert fake.order("ats-limit-bbb")["status"] == "canceled"

@@ -302,3 +302,86 @@ def test_orders_are_refused_outside_market_hours_by_the_wall_clock():
     orders = result.records.frames()["live_orders"]
     assert orders.height > 0 and (orders["detail"] == "market closed").all()
     assert result.trades.is_empty()
+
+
+class _NoViewBroker:
+    """The simulated broker seen only through the Broker interface (no local ``working``), with
+    the first submit's answer lost after the order was placed."""
+
+    def __init__(self, inner: SimulatedLiveBroker) -> None:
+        self.inner, self.name, self.handles_expiry, self.lost = inner, "flaky", True, 0
+
+    def __getattr__(self, name):
+        if name == "working":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def submit(self, order):
+        from live.brokers.base import BrokerError
+
+        placed = self.inner.submit(order)
+        if not self.lost:
+            self.lost += 1
+            raise BrokerError("timed out; the outcome is unknown", retryable=True)
+        return placed
+
+
+def test_an_order_whose_answer_was_lost_still_counts_as_working():
+    bars, features = market()
+    expected = backtest(bars, features)
+    source = minute_panel(bars, {DAY: OPEN + timedelta(minutes=MINUTES)})
+    session = live_session(bars, features)
+    session.broker = _NoViewBroker(session.broker)
+    assert source.shape == session.panel.shape
+    result = session.run()
+    orders = result.records.frames()["live_orders"]
+    assert orders["status"].to_list().count("unknown") == 1
+    # it was placed, filled and managed like any other: the day trades as the backtest
+    assert_frame_equal(result.trades, expected.trades)
+
+
+def test_an_error_mid_session_stops_it_cancels_orders_and_keeps_the_records():
+    bars, features = market()
+    alerts: list[tuple[str, str]] = []
+    session = live_session(bars, features, notify=lambda s, t, x: alerts.append((s, t)))
+    deliver = session.feed.deliver
+
+    def broken(i: int) -> None:
+        if i == 30:
+            raise ConnectionError("market data feed went away")
+        deliver(i)
+
+    session.feed.deliver = broken
+    result = session.run()
+    assert result.error == "ConnectionError: market data feed went away"
+    events = result.records.frames()["live_events"]
+    assert "session_error" in events["kind"].to_list()
+    assert ("critical", f"Live session {DAY} stopped on an error") in alerts
+    assert not session.broker.sim.working  # nothing left working at the broker
+    assert result.records.frames()["live_orders"].height > 0
+
+
+def test_the_engine_sees_an_order_with_a_lost_answer_as_working():
+    bars, features = market()
+    session = live_session(bars, features)
+    session.broker = _NoViewBroker(session.broker)
+    session.broker.on_bar(0)
+    limit = Order("ats-limit", "AAA", Side.BUY, 5, OrderType.LIMIT, Intent.ENTRY, OPEN,
+                  limit_price=1.0)  # fmt: skip
+    session.last[session.column["AAA"]] = 50.0
+    session._act(limit, 0, OPEN)
+    [recorded] = session.records.orders
+    assert recorded["status"] == "unknown"
+    # it rests at the broker: the engine must see it, or it would decide again next bar
+    assert session._pending() == {"AAA": [limit]}
+
+
+def test_run_config_cannot_loosen_risk_limits_outside_simulated_trading():
+    from live.location.session import SessionError, prepare_session
+
+    with pytest.raises(SessionError, match=r"risk limits \['daily_loss_limit'\] cannot be"):
+        prepare_session(
+            instance=None, warehouse=None, model_store=None, market_data=None, day=DAY,
+            replay=False, overrides={"daily_loss_limit": 0.5, "cost_multiple": 2.0},
+            env={"ATS_TRADING_MODE": "paper"},
+        )  # fmt: skip

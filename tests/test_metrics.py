@@ -68,7 +68,7 @@ def seed_warehouse(warehouse) -> None:
         _fill(EARLIER, "CCC", "sell", 10, 12.0, 0.0, (16, 0), "close"),
     ]
     _write(warehouse, "live_fills", _frame(fills, FILL_SCHEMA))
-    statuses = ["submitted"] * 4 + ["rejected"] * 2 + ["error"]
+    statuses = ["submitted"] * 4 + ["rejected"] * 2 + ["unknown"]
     orders = [_order(LATEST, n, s) for n, s in enumerate(statuses)]
     orders += [_order(EARLIER, n, "submitted") for n in range(2)]
     _write(warehouse, "live_orders", _frame(orders, ORDER_SCHEMA))
@@ -198,7 +198,7 @@ def test_a_scrape_shows_the_latest_session_the_champion_and_the_pipeline(scraped
     assert value(scraped, "ats_live_net_exposure_dollars") == -1_200.0
     assert value(scraped, "ats_live_open_positions") == 2
     orders = {lb["status"]: v for lb, v in by_name(scraped)["ats_live_orders"]}
-    assert orders == {"submitted": 4, "rejected": 2, "error": 1, "duplicate": 0}
+    assert orders == {"submitted": 4, "rejected": 2, "unknown": 1, "duplicate": 0}
     assert value(scraped, "ats_live_rejections") == 2
     assert value(scraped, "ats_live_kill_switch_engaged") == 1
     info = by_name(scraped)["ats_live_session_info"]

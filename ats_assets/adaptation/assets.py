@@ -169,7 +169,7 @@ def adapted_weights(warehouse, champion: dict, day: date) -> tuple[dict[str, flo
     rows = warehouse.read_table("ensemble_weights").filter(
         (pl.col("session") < day) & (pl.col("champion") == label)
     )
-    if rows.is_empty() or rows["realized_ic"].is_null().all():
+    if rows.is_empty() or rows["realized_ic"].fill_nan(None).is_null().all():
         return None, f"stored weights (no ensemble_weights of {label} before {day})"
     latest = rows.filter(pl.col("session") == rows["session"].max())
     weights = dict(zip(latest["member"], latest["weight"], strict=True))

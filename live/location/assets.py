@@ -113,6 +113,10 @@ def live_trading_session(context: dg.AssetExecutionContext, config: LiveSessionC
             result = session.run()
     except SessionLocked as error:
         raise dg.Failure(str(error)) from None
+    finally:
+        close = getattr(session.broker, "close", None)
+        if close is not None:
+            close()
     frames = result.records.frames()
     latency = result.latency_ms
     summary = {
@@ -148,6 +152,8 @@ def live_trading_session(context: dg.AssetExecutionContext, config: LiveSessionC
         if name == "live_events" and frame.height:
             meta["events"] = dg.MetadataValue.md(markdown_table(frame.drop("session")))
         yield dg.Output(frame, output_name=name, metadata=meta)
+    if result.error:  # the records above are written; the run still fails, loudly
+        raise dg.Failure(f"live session {day} stopped early: {result.error}")
 
 
 @dg.asset(

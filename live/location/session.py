@@ -48,6 +48,22 @@ from live.session.signals import SignalUpdater
 CHAMPION = dg.AssetKey("champion_model")
 
 
+# Settings a run's config may not change outside simulated trading (the environment sets them).
+RISK_LIMITS = frozenset(
+    {
+        "risk_percentage",
+        "max_position_size",
+        "max_open_positions",
+        "max_gross_exposure",
+        "max_net_exposure",
+        "max_sector_exposure",
+        "daily_loss_limit",
+        "max_drawdown",
+        "initial_capital",
+    }
+)
+
+
 class SessionError(RuntimeError):
     """The session cannot start; the message says why and what to do."""
 
@@ -203,6 +219,12 @@ def prepare_session(
 ) -> PreparedSession:
     env = os.environ if env is None else env
     mode = trading_mode(env)
+    risky = sorted(set(overrides or {}) & RISK_LIMITS)
+    if risky and mode is not TradingMode.SIMULATED:
+        raise SessionError(
+            f"risk limits {risky} cannot be overridden by run config when trading with "
+            f"ATS_TRADING_MODE={mode}; set them in the environment"
+        )
     if replay and mode is not TradingMode.SIMULATED and broker is None:
         raise SessionError(
             f"a replay trades a past day through the simulated broker; ATS_TRADING_MODE={mode} "
@@ -250,7 +272,13 @@ def prepare_session(
                 f"the session of {day} closed at {close:%H:%M} UTC: replay it instead (the "
                 "default config), or start real time before the close"
             )
-        tickers = sorted(set(plan.focus) | _active(warehouse, day, settings))
+        if broker is None and mode is not TradingMode.SIMULATED:
+            from live.brokers.alpaca import AlpacaBroker
+
+            broker = AlpacaBroker.from_env(env, mode)
+        held = {p.ticker for p in broker.positions()} if broker is not None else set()
+        # the broker's positions must be in the panel, so that the engine can manage them
+        tickers = sorted(set(plan.focus) | _active(warehouse, day, settings) | held)
         grid = session_grid(tickers, day, open_, close)
 
         def fetch(symbols, start, end):

@@ -77,8 +77,7 @@ class PollingFeed:
 
     def deliver(self, i: int) -> None:
         start = self.panel.ts[i]
-        end = start if i + 1 >= len(self.panel.ts) else self.panel.ts[i + 1]
-        bars = self.fetch(self.panel.tickers, start, end)
+        bars = self.fetch(self.panel.tickers, start, start + timedelta(minutes=1))
         bars = bars.filter(pl.col("ts") == start)
         if bars.is_empty():
             return

@@ -4,7 +4,7 @@ The engine already sizes, caps and limits its decisions; these checks are the la
 the broker's state and the session's, and they never block an exit that reduces risk:
 
 - kill switch: while the engine's risk manager is halted only position-reducing orders pass;
-- market hours: no order outside the session (by the bar clock, and the broker's clock at start);
+- market hours: no new risk outside the session (by the wall clock in real time);
 - position cap: an entry's notional at the last price must not exceed ``max_position_size``;
 - open positions: an entry must not take the positions (held + entries working) past the limit;
 - buying power: an entry's notional must fit the broker's buying power less working entries.
@@ -37,10 +37,10 @@ def check(order: Order, state: GuardState, settings: StrategySettings) -> str | 
         and (state.held_qty != 0 and (order.signed_qty * state.held_qty) < 0)
         and abs(order.signed_qty) <= abs(state.held_qty)
     )
+    if reduces:
+        return None  # an exit that reduces risk always goes (the broker may still refuse it)
     if not state.market_open:
         return "market closed"
-    if reduces:
-        return None
     if order.intent is not Intent.ENTRY:
         return f"a {order.intent} order that does not reduce the position ({state.held_qty:+d})"
     if state.halted:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+ATTEMPTS = 5
+RETRY_S = 0.2
 
 
 class SessionLocked(RuntimeError):
@@ -22,15 +26,20 @@ class SessionLock:
     def __init__(self, directory: Path, account: str) -> None:
         digest = hashlib.sha256(account.encode()).hexdigest()[:12]
         self.path = Path(directory) / f"live-session-{digest}.lock"
-        self.account_label = account if len(account) <= 24 else f"{account[:8]}…"
+        self.account_label = account.partition(":")[0]  # the broker; never the key
         self._fd: int | None = None
 
     def acquire(self) -> SessionLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for attempt in range(ATTEMPTS):  # a brief probe (ats status) is not a session: retry
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt < ATTEMPTS - 1:
+                    time.sleep(RETRY_S)
+        else:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise SessionLocked(

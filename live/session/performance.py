@@ -67,7 +67,14 @@ def execution_quality(
             on="client_order_id",
             how="left",
         )
-        .join(bars.select("ticker", "ts", "vwap"), on=["ticker", "ts"], how="left")
+        # a broker's fill time falls inside a minute bar; the simulated one's is the bar's open
+        .with_columns(_minute=pl.col("ts").dt.truncate("1m"))
+        .join(
+            bars.select("ticker", pl.col("ts").alias("_minute"), "vwap"),
+            on=["ticker", "_minute"],
+            how="left",
+        )
+        .drop("_minute")
         .with_columns(notional=pl.col("qty") * pl.col("price"))
         .with_columns(
             slippage_arrival_bps=sign * (pl.col("price") / pl.col("arrival_price") - 1) * 1e4,
@@ -76,10 +83,15 @@ def execution_quality(
             + pl.col("fees"),
         )
     )
-    weight = pl.col("notional") / pl.col("notional").sum()
+
+    def weighted(column: str) -> pl.Expr:  # NaN, not 0, when no fill has the reference
+        known = pl.col(column).is_not_null() & pl.col(column).is_not_nan()
+        share = pl.when(known).then(pl.col("notional"))
+        return ((pl.col(column) * share).sum() / share.sum()).fill_null(float("nan"))
+
     figures = frame.select(
-        slippage_arrival_bps=(pl.col("slippage_arrival_bps") * weight).sum(),
-        slippage_vwap_bps=(pl.col("slippage_vwap_bps") * weight).sum(),
+        slippage_arrival_bps=weighted("slippage_arrival_bps"),
+        slippage_vwap_bps=weighted("slippage_vwap_bps"),
         shortfall_dollars=pl.col("shortfall_dollars").sum(),
         filled_notional=pl.col("notional").sum(),
     ).row(0, named=True)

@@ -25,7 +25,7 @@ ORDER_SCHEMA = {
     "limit_price": pl.Float64,
     "stop_price": pl.Float64,
     "arrival_price": pl.Float64,  # last close when decided
-    "status": pl.Utf8,  # submitted | duplicate | rejected | error
+    "status": pl.Utf8,  # submitted | duplicate (same id again) | rejected | unknown (lost answer)
     "detail": pl.Utf8,
     "signal": pl.Utf8,
 }

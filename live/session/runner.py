@@ -55,6 +55,7 @@ class SessionResult:
     bars: int
     latency_ms: np.ndarray  # per bar: from the bar's arrival to the last order handed over
     rejections: pl.DataFrame = field(default_factory=pl.DataFrame)
+    error: str | None = None  # why the session stopped early (its records are still complete)
 
     @property
     def pnl(self) -> float:
@@ -97,6 +98,8 @@ class LiveSession:
         self.last = np.full(len(self.panel.tickers), np.nan)
         self._halt_reported = False
         self._buying_power = math.inf
+        self.row = 0
+        self.error: str | None = None
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> SessionResult:
@@ -109,28 +112,35 @@ class LiveSession:
         self.notify("info", f"Live session {self.day} started",
                     f"broker {self.broker.name}; {len(focus)} focus tickers")  # fmt: skip
         on_bar = getattr(self.broker, "on_bar", None)
+        self._check_broker_clock(panel.ts[0])
         for i in range(rows):
             ts = panel.ts[i]
-            self.clock.wait_for_bar(ts)
-            self.feed.deliver(i)
-            began = time.perf_counter()
-            if on_bar is not None:
-                on_bar(i)
-            for fill in self._poll_fills(ts):
-                self._book(fill, i)
-            close = panel.close[i]
-            seen = np.isfinite(close)
-            self.last[seen] = close[seen]
-            equity = self._equity()
-            self.updater.update(i, ts, focus | set(self.portfolio.positions))
-            pending = self._pending()
-            decisions = self.engine.on_bar(i, equity, self.portfolio, pending)
-            self._report_halt(ts)
-            for decision in decisions:
-                self._act(decision, i, ts)
-            latency[i] = (time.perf_counter() - began) * 1e3
-            if (i + 1) % self.snapshot_minutes == 0 or i == rows - 1:
-                self._snapshot(ts, equity)
+            self.row = i
+            try:
+                self.clock.wait_for_bar(ts)
+                self.feed.deliver(i)
+                began = time.perf_counter()
+                if on_bar is not None:
+                    on_bar(i)
+                for fill in self._poll_fills(ts):
+                    self._book(fill, i)
+                close = panel.close[i]
+                seen = np.isfinite(close)
+                self.last[seen] = close[seen]
+                equity = self._equity()
+                self._expire(ts)
+                self.updater.update(i, ts, focus | set(self.portfolio.positions))
+                pending = self._pending()
+                decisions = self.engine.on_bar(i, equity, self.portfolio, pending)
+                self._report_halt(ts)
+                for decision in decisions:
+                    self._act(decision, i, ts)
+                latency[i] = (time.perf_counter() - began) * 1e3
+                if (i + 1) % self.snapshot_minutes == 0 or i == rows - 1:
+                    self._snapshot(ts, equity)
+            except Exception as error:  # the session stops; its records and the alert must not
+                self._abort(ts, error)
+                break
         self._end(panel.ts[-1])
         trades = pl.DataFrame(
             [t.record(self.sectors.get(t.ticker, "unknown")) for t in self.portfolio.round_trips],
@@ -150,7 +160,44 @@ class LiveSession:
             bars=rows,
             latency_ms=latency,
             rejections=self.engine.rejections_frame(),
+            error=self.error,
         )
+
+    def _abort(self, ts: datetime, error: Exception) -> None:
+        """An unexpected error stops the session: cancel its working orders, say so loudly.
+        Open positions are left to the next start's reconciliation (listed in the alert)."""
+        self.error = f"{type(error).__name__}: {error}"
+        self.records.event(ts, "session_error", self.error)
+        held = ", ".join(f"{t} {p.qty:+d}" for t, p in self.portfolio.positions.items())
+        self.notify("critical", f"Live session {self.day} stopped on an error",
+                    f"{self.error}; working orders cancelled; open positions: {held or 'none'}")  # fmt: skip
+
+    def _expire(self, ts: datetime) -> None:
+        """Cancel working limit orders whose time is up, as the simulated broker does, for a
+        broker that keeps DAY orders all day: one expiring by the next bar's open goes now."""
+        if getattr(self.broker, "handles_expiry", False):
+            return
+        due = ts + timedelta(minutes=1)
+        for orders in self._pending().values():
+            for order in orders:
+                if order.expires_at is not None and order.expires_at <= due:
+                    try:
+                        self.broker.cancel(order.client_order_id)
+                    except BrokerError as error:
+                        self._broker_error(ts, f"expire {order.client_order_id}", error)
+
+    def _check_broker_clock(self, ts: datetime) -> None:
+        """Real time: what the broker's clock says at the start (recorded; the guards use the
+        wall clock bar by bar)."""
+        if self.clock.now() is None:
+            return
+        try:
+            clock = self.broker.clock()
+        except BrokerError as error:
+            self.records.event(ts, "broker_error", f"clock: {error}")
+            return
+        state = "open" if clock.is_open else f"closed, next open {clock.next_open:%Y-%m-%d %H:%M}"
+        self.records.event(ts, "market_clock", f"broker clock {clock.timestamp}: market {state}")
 
     # -- fills and marks --------------------------------------------------------------------
     def _poll_fills(self, ts: datetime) -> list[Fill]:
@@ -226,7 +273,10 @@ class LiveSession:
             self.notify("warning", f"Order rejected: {order.ticker}", str(error))
             return
         except BrokerError as error:
-            self.records.order(order, "error", str(error), arrival=arrival)
+            # the outcome is unknown: the order may exist at the broker. Keep it, so that it
+            # counts as working (the engine does not decide again) and its fills map back.
+            self.orders[order.client_order_id] = order
+            self.records.order(order, "unknown", str(error), arrival=arrival)
             self._broker_error(ts, f"submit {order.client_order_id}", error)
             return
         self.orders[order.client_order_id] = order
@@ -274,9 +324,18 @@ class LiveSession:
 
     # -- reconciliation ---------------------------------------------------------------------
     def reconcile(self, ts: datetime, starting: bool = False) -> list[str]:
-        """Make the local book match the broker's; returns what changed (also recorded)."""
+        """Make the local book match the broker's; returns what changed (also recorded).
+
+        Mid-session, fills not yet polled are booked first, so that the broker's positions
+        (which include them) are not counted twice; then positions and cash are the broker's.
+        At the start, open orders carrying this system's ids (``ats-``) are from an earlier run
+        and are cancelled; other orders are left alone. Every position of the account is taken
+        over: trade a dedicated account."""
         changes: list[str] = []
         try:
+            if not starting:
+                for fill in self.broker.poll_fills():
+                    self._book(fill, self.row)
             positions = {p.ticker: p for p in self.broker.positions()}
             open_orders = self.broker.open_orders()
             account = self.broker.account()
@@ -285,6 +344,12 @@ class LiveSession:
             return [f"reconcile failed: {error}"]
         self._buying_power = account.buying_power
         for ticker, theirs in positions.items():
+            if ticker not in self.column:
+                changes.append(
+                    f"{ticker}: broker {theirs.qty:+d} is outside this session's tickers; "
+                    "not managed"
+                )
+                continue
             ours = self.portfolio.positions.get(ticker)
             if ours is None or ours.qty != theirs.qty:
                 had = ours.qty if ours else 0
@@ -294,16 +359,21 @@ class LiveSession:
         for ticker in [t for t in self.portfolio.positions if t not in positions]:
             changes.append(f"{ticker}: local {self.portfolio.positions[ticker].qty:+d} -> 0")
             self.portfolio.forget(ticker)
-        if starting:
+        if abs(self.portfolio.cash - account.cash) > 0.005:
+            if not starting:
+                changes.append(f"cash: local ${self.portfolio.cash:,.2f} -> ${account.cash:,.2f}")
             self.portfolio.cash = account.cash
+        if starting:
             for stale in open_orders:
-                if stale.client_order_id not in self.orders:
-                    try:
-                        self.broker.cancel(stale.client_order_id)
-                    except BrokerError as error:
-                        changes.append(f"could not cancel {stale.client_order_id}: {error}")
-                        continue
-                    changes.append(f"cancelled stale order {stale.client_order_id}")
+                ours = stale.client_order_id.startswith("ats-")
+                if stale.client_order_id in self.orders or not ours:
+                    continue
+                try:
+                    self.broker.cancel(stale.client_order_id)
+                except BrokerError as error:
+                    changes.append(f"could not cancel {stale.client_order_id}: {error}")
+                    continue
+                changes.append(f"cancelled stale order {stale.client_order_id}")
         for change in changes:
             self.records.event(ts, "reconcile", change)
         if changes and not starting:
