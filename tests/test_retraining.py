@@ -37,3 +37,11 @@ def test_the_code_location_holds_the_job_the_schedule_and_the_automation():
     graph = defs.resolve_asset_graph()
     for name in ("daily_bars", "features", "backtest_report"):
         assert graph.get(dg.AssetKey(name)).automation_condition is not None, name
+
+
+def test_under_the_k8s_executor_only_the_training_steps_ask_for_a_gpu():
+    from ats_sensors.retraining import run_tags
+
+    assert "dagster-k8s/config" in run_tags("drift", env={})
+    tags = run_tags("drift", env={"ATS_EXECUTOR": "k8s"})
+    assert "dagster-k8s/config" not in tags and tags["ats/accelerator"] == "gpu"
