@@ -102,3 +102,29 @@ def test_expired_limit_orders_are_cancelled_at_a_broker_that_keeps_them(fake):
     assert fake.order("ats-limit-bbb")["status"] == "new"
     session._expire(ts + timedelta(minutes=4))  # it may not fill in the bar opening at +5
     assert fake.order("ats-limit-bbb")["status"] == "canceled"
+
+
+def test_a_fill_that_beats_a_cancel_is_booked_before_the_exit_so_nothing_flips(fake):
+    from datetime import timedelta
+
+    from live.engine.types import Cancel, Intent, Order, OrderType, Side
+
+    bars, features = market()
+    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
+    ts = session.panel.ts[0]
+    session.reconcile(ts, starting=True)
+    session.last[session.column["CCC"]] = 70.0
+    fake.set_position("CCC", 20, 69.0)
+    session.reconcile(ts)  # the session now holds 20 CCC
+    target = Order("ats-target-ccc", "CCC", Side.SELL, 20, OrderType.LIMIT, Intent.TARGET, ts,
+                   limit_price=70.5)  # fmt: skip
+    session._act(target, 0, ts)
+    fake.fill("ats-target-ccc", 20, 70.5)  # the target fills before the cancel arrives
+    later = ts + timedelta(minutes=1)
+    session._act(Cancel("ats-target-ccc", "CCC", "replaced by a stop exit"), 1, later)
+    assert "CCC" not in session.portfolio.positions  # the fill was booked by the cancel
+    stop = Order("ats-stop-ccc", "CCC", Side.SELL, 20, OrderType.MARKET, Intent.STOP, later)
+    session._act(stop, 1, later)
+    [refused] = [o for o in session.records.orders if o["client_order_id"] == "ats-stop-ccc"]
+    assert refused["status"] == "rejected" and "does not reduce" in refused["detail"]
+    assert fake.order("ats-stop-ccc") is None  # never reached the broker: no short

@@ -100,6 +100,7 @@ class LiveSession:
         self._buying_power = math.inf
         self.row = 0
         self.error: str | None = None
+        self.settle_polls, self.settle_wait_s = 10, 0.2  # at most 2 s per cancel
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> SessionResult:
@@ -255,6 +256,7 @@ class LiveSession:
         if isinstance(decision, Cancel):
             try:
                 self.broker.cancel(decision.client_order_id)
+                self._settle(decision.client_order_id, row)
             except BrokerError as error:
                 self._broker_error(ts, f"cancel {decision.client_order_id}", error)
             return
@@ -282,6 +284,20 @@ class LiveSession:
         self.orders[order.client_order_id] = order
         self.records.order(order, "duplicate" if known else "submitted",
                            broker_id=placed.broker_order_id, arrival=arrival)  # fmt: skip
+
+    def _settle(self, client_order_id: str, row: int) -> None:
+        """After a cancel at a broker that cancels asynchronously: wait (bounded) until the order
+        is done, then book any fill that beat the cancel, so that the exit decided next sees the
+        true position (the guards refuse an "exit" larger than it: no accidental flip)."""
+        if getattr(self.broker, "handles_expiry", False):
+            return  # the simulation cancels at once
+        for _ in range(self.settle_polls):
+            placed = self.broker.get_order(client_order_id)
+            if placed is None or not placed.status.open:
+                break
+            time.sleep(self.settle_wait_s)
+        for fill in self.broker.poll_fills():
+            self._book(fill, row)
 
     def _guard_state(self, order: Order, row: int) -> GuardState:
         position = self.portfolio.positions.get(order.ticker)
