@@ -518,7 +518,7 @@ class AlpacaBroker:
                     found = self._find_after_unknown(order, deadline)
                     if found is not None:
                         return found
-                if not known_before:
+                if not known_before and not unknown_before:  # else keep it: its fills map back
                     with self._lock:
                         self._orders.pop(coid, None)
                 if failure.status in (400, 403, 422):
