@@ -360,7 +360,9 @@ def live_replay(day: date | None, speed: float, settings: Settings) -> int:
         print(markdown_table(shown, max_rows=12))
     print(f"\nfills: {fills.height}")
     if fills.height:
-        shown = fills.select("ts", "ticker", "side", "qty", "price", "fees", "intent").sort("ts")
+        shown = fills.select(
+            "ts", "ticker", "side", "qty", pl.col("price").round(4), "fees", "intent"
+        ).sort("ts")
         print(markdown_table(shown, max_rows=12))
     pnl = float(trades["pnl"].sum()) if trades.height else 0.0
     fees = float(fills["fees"].sum()) if fills.height else 0.0
@@ -371,8 +373,9 @@ def live_replay(day: date | None, speed: float, settings: Settings) -> int:
         f"bar-to-orders latency p99 {orders_meta['latency_p99_ms'].value:.2f} ms"
     )
     if trades.height:
-        print(markdown_table(trades.group_by("ticker").agg(pl.col("pnl").sum()).sort("pnl")
-                             .head(5), max_rows=5))  # fmt: skip
+        by_ticker = trades.group_by("ticker").agg(pl.col("pnl").sum().round(2)).sort("pnl")
+        print("largest losses by ticker:")
+        print(markdown_table(by_ticker.head(5), max_rows=5))
     return 0
 
 
