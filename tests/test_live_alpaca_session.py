@@ -128,3 +128,19 @@ def test_a_fill_that_beats_a_cancel_is_booked_before_the_exit_so_nothing_flips(f
     [refused] = [o for o in session.records.orders if o["client_order_id"] == "ats-stop-ccc"]
     assert refused["status"] == "rejected" and "does not reduce" in refused["detail"]
     assert fake.order("ats-stop-ccc") is None  # never reached the broker: no short
+
+
+def test_entries_are_refused_while_the_broker_blocks_the_account(fake):
+    from live.engine.types import Intent, Order, OrderType, Side
+
+    bars, features = market()
+    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
+    ts = session.panel.ts[0]
+    session.reconcile(ts, starting=True)
+    session.last[session.column["AAA"]] = 50.0
+    fake.trading_blocked = True
+    entry = Order("ats-entry-blocked", "AAA", Side.BUY, 10, OrderType.MARKET, Intent.ENTRY, ts)
+    session._act(entry, 0, ts)
+    [refused] = session.records.orders
+    assert refused["status"] == "rejected" and refused["detail"].startswith("buying power")
+    assert fake.order("ats-entry-blocked") is None

@@ -308,7 +308,9 @@ class LiveSession:
         committed = sum(o.qty * (o.limit_price or self._last(o.ticker)) for o in entries)
         if order.intent is Intent.ENTRY:
             with contextlib.suppress(BrokerError):  # on an error, keep the last figure
-                self._buying_power = self.broker.account().buying_power
+                account = self.broker.account()
+                # an account the broker blocks from trading has no buying power for entries
+                self._buying_power = 0.0 if account.trading_blocked else account.buying_power
         return GuardState(
             halted=self.engine.risk.halted,
             market_open=self._market_open(),
