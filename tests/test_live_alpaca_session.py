@@ -25,6 +25,17 @@ def alpaca(fake: FakeAlpacaTrading) -> AlpacaBroker:
     return AlpacaBroker(KEY_ID, SECRET, url_override=fake.url, timeout_s=TIMEOUT_S, retry=FAST)
 
 
+def started(fake: FakeAlpacaTrading, ticker: str, price: float):
+    """A session through the fake with a model that never trades, started (reconciled) at the
+    open, ``ticker`` last traded at ``price``; returns it and the open."""
+    bars, features = market()
+    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
+    ts = session.panel.ts[0]
+    session.reconcile(ts, starting=True)
+    session.last[session.column[ticker]] = price
+    return session, ts
+
+
 def test_start_adopts_the_brokers_positions_and_cancels_stale_orders(fake):
     fake.set_position("CCC", 25, 70.0)
     stale = fake.place("DDD", 10, "buy", type="limit", limit_price=50.0,
@@ -70,11 +81,7 @@ def test_reconciling_after_an_error_books_unpolled_fills_once(fake):
 
     from live.engine.types import Intent, Order, OrderType, Side
 
-    bars, features = market()
-    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
-    ts = session.panel.ts[0]
-    session.reconcile(ts, starting=True)
-    session.last[session.column["AAA"]] = 50.0
+    session, ts = started(fake, "AAA", 50.0)
     order = Order("ats-entry-aaa", "AAA", Side.BUY, 10, OrderType.MARKET, Intent.ENTRY, ts)
     session._act(order, 0, ts)
     fake.fill("ats-entry-aaa", 10, 50.02)
@@ -90,11 +97,7 @@ def test_expired_limit_orders_are_cancelled_at_a_broker_that_keeps_them(fake):
 
     from live.engine.types import Intent, Order, OrderType, Side
 
-    bars, features = market()
-    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
-    ts = session.panel.ts[0]
-    session.reconcile(ts, starting=True)
-    session.last[session.column["BBB"]] = 60.0
+    session, ts = started(fake, "BBB", 60.0)
     limit = Order("ats-limit-bbb", "BBB", Side.BUY, 10, OrderType.LIMIT, Intent.ENTRY, ts,
                   limit_price=59.5, expires_at=ts + timedelta(minutes=5))  # fmt: skip
     session._act(limit, 0, ts)
@@ -109,11 +112,7 @@ def test_a_fill_that_beats_a_cancel_is_booked_before_the_exit_so_nothing_flips(f
 
     from live.engine.types import Cancel, Intent, Order, OrderType, Side
 
-    bars, features = market()
-    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
-    ts = session.panel.ts[0]
-    session.reconcile(ts, starting=True)
-    session.last[session.column["CCC"]] = 70.0
+    session, ts = started(fake, "CCC", 70.0)
     fake.set_position("CCC", 20, 69.0)
     session.reconcile(ts)  # the session now holds 20 CCC
     target = Order("ats-target-ccc", "CCC", Side.SELL, 20, OrderType.LIMIT, Intent.TARGET, ts,
@@ -133,11 +132,7 @@ def test_a_fill_that_beats_a_cancel_is_booked_before_the_exit_so_nothing_flips(f
 def test_entries_are_refused_while_the_broker_blocks_the_account(fake):
     from live.engine.types import Intent, Order, OrderType, Side
 
-    bars, features = market()
-    session = live_session(bars, features.with_columns(x=pl.lit(0.0)), broker=alpaca(fake))
-    ts = session.panel.ts[0]
-    session.reconcile(ts, starting=True)
-    session.last[session.column["AAA"]] = 50.0
+    session, ts = started(fake, "AAA", 50.0)
     fake.trading_blocked = True
     entry = Order("ats-entry-blocked", "AAA", Side.BUY, 10, OrderType.MARKET, Intent.ENTRY, ts)
     session._act(entry, 0, ts)

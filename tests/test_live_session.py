@@ -212,8 +212,8 @@ def test_reconciliation_adopts_the_brokers_positions_and_closes_them_by_the_end(
     source = minute_panel(bars, {DAY: OPEN + timedelta(minutes=MINUTES)})
     session = live_session(bars, features)
     broker = session.broker
-    broker.book["CCC"] = [25, 70.0]  # a position left by a crashed run
-    broker.cash -= 25 * 70.0
+    broker.book.adopt("CCC", 25, 70.0, OPEN, "crashed run")  # a position left behind
+    broker.book.cash -= 25 * 70.0
     result = session.run()
     events = result.records.frames()["live_events"]
     assert "CCC: local +0 -> broker +25" in events["detail"].to_list()

@@ -24,6 +24,7 @@ from live.brokers.base import (
     MarketClock,
     OrderStatus,
 )
+from live.engine.portfolio import Portfolio
 from live.engine.settings import ExecutionCosts
 from live.engine.types import Fill, Order
 
@@ -42,9 +43,8 @@ class SimulatedLiveBroker:
         self.sim = SimulatedBroker(panel, costs)
         self.panel = panel
         self.row = -1
-        self.cash = cash
+        self.book = Portfolio(cash=cash)  # the broker's own account, booked like the engine's
         self.buying_power_multiple = buying_power_multiple
-        self.book: dict[str, list[float]] = {}  # ticker -> [signed qty, avg price]
         self.filled: dict[str, list[float]] = {}  # client id -> [qty, notional]
         self.last = np.full(len(panel.tickers), np.nan)
         self._fills: list[Fill] = []
@@ -64,18 +64,7 @@ class SimulatedLiveBroker:
         self.sim.cancel_all("session end")
 
     def _book(self, fill: Fill) -> None:
-        signed = fill.signed_qty
-        self.cash -= signed * fill.price + fill.fees
-        qty, avg = self.book.get(fill.ticker, [0, 0.0])
-        new = qty + signed
-        if new == 0:
-            self.book.pop(fill.ticker, None)
-        elif qty == 0 or (qty > 0) != (new > 0):
-            self.book[fill.ticker] = [new, fill.price]  # opened or flipped
-        elif (qty > 0) == (signed > 0):
-            self.book[fill.ticker] = [new, (qty * avg + signed * fill.price) / new]
-        else:
-            self.book[fill.ticker] = [new, avg]  # reduced
+        self.book.apply(fill)
         done = self.filled.setdefault(fill.client_order_id, [0, 0.0])
         done[0] += fill.qty
         done[1] += fill.qty * fill.price
@@ -83,13 +72,13 @@ class SimulatedLiveBroker:
     # -- the Broker interface ---------------------------------------------------------------
     def account(self) -> Account:
         column = self.sim.column
-        values = [q * self.last[column[t]] for t, (q, _) in self.book.items()]
+        values = [p.qty * self.last[column[t]] for t, p in self.book.positions.items()]
         values = [v for v in values if math.isfinite(v)]
-        equity = self.cash + sum(values)
+        equity = self.book.cash + sum(values)
         gross = sum(abs(v) for v in values)
         return Account(
             equity=equity,
-            cash=self.cash,
+            cash=self.book.cash,
             buying_power=max(0.0, self.buying_power_multiple * equity - gross),
         )
 
@@ -99,7 +88,9 @@ class SimulatedLiveBroker:
         return MarketClock(ts, self.row < len(self.panel.ts) - 1, self.panel.ts[0], close)
 
     def positions(self) -> list[BrokerPosition]:
-        return [BrokerPosition(t, int(q), float(a)) for t, (q, a) in sorted(self.book.items())]
+        return [
+            BrokerPosition(t, p.qty, p.avg_price) for t, p in sorted(self.book.positions.items())
+        ]
 
     def _status(self, order: Order) -> BrokerOrder:
         qty, notional = self.filled.get(order.client_order_id, [0, 0.0])

@@ -66,7 +66,6 @@ def _notifier(context):
         "market_data",
         "options_flow_source",
         "notifier",
-        "feature_cache",
     },
     op_tags={LIVE_SESSION_TAG: "account"},
     description=(
@@ -87,7 +86,6 @@ def live_trading_session(context: dg.AssetExecutionContext, config: LiveSessionC
             warehouse=resources.warehouse,
             model_store=resources.model_store,
             market_data=resources.market_data,
-            feature_cache=resources.feature_cache,
             flow_source=resources.options_flow_source,
             day=day,
             replay=config.replay,

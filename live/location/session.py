@@ -12,8 +12,7 @@ the first bar, from data known before the session only:
 3. the session plan (focus list, holding period) from the sessions before the day;
 4. the bars: a replay of the day's ``raw_bars`` from the warehouse, or the market-data source
    polled each minute; features: the day's ``features`` rows (replay), or in real time computed
-   each sampled minute from the session's data so far (``RealtimeFeatures``), or read from the
-   feature cache when no options-flow source is given;
+   each sampled minute from the session's data so far (``RealtimeFeatures``);
 5. the broker for ``ATS_TRADING_MODE`` (simulated by default; Alpaca paper, or live with the
    explicit confirmation).
 """
@@ -205,7 +204,6 @@ def prepare_session(
     warehouse,
     model_store,
     market_data,
-    feature_cache=None,
     flow_source=None,
     day: date,
     replay: bool = True,
@@ -285,10 +283,9 @@ def prepare_session(
             return market_data.bars(symbols, start, end).frame
 
         feed = PollingFeed(grid, fetch)
-        if flow_source is not None:
-            features_at = RealtimeFeatures(warehouse, market_data, flow_source, day, plan.focus)
-        else:
-            features_at = _cached_features(feature_cache, tickers)
+        if flow_source is None:
+            raise SessionError("a real-time session needs the options-flow source for features")
+        features_at = RealtimeFeatures(warehouse, market_data, flow_source, day, plan.focus)
         clock = WallClock()
     panel = feed.panel
     updater = SignalUpdater(
@@ -352,31 +349,6 @@ def _active(warehouse, day: date, settings: StrategySettings) -> set[str]:
     )
     stats = selection_stats(daily, day, evaluation.SELECTION_LOOKBACK)
     return set(select_active(stats, settings.max_active_tickers)["ticker"].to_list())
-
-
-def _cached_features(feature_cache, tickers: list[str]):
-    """Real time: the feature cache's latest vector per ticker (written whenever ``features``
-    materializes), used only when it is the vector of the minute being decided."""
-    from ats_assets.features.registry import catalogue_version
-
-    version = catalogue_version()
-
-    def features_at(ts: datetime) -> pl.DataFrame:
-        if feature_cache is None:
-            return pl.DataFrame()
-        cached = feature_cache.read_latest(tickers, version)
-        rows = [
-            {
-                **v,
-                "ts": datetime.fromisoformat(v["ts"]),
-                "session": date.fromisoformat(v["session"]),
-            }
-            for v in cached.values()
-        ]
-        fresh = [r for r in rows if r["ts"] == ts]
-        return pl.DataFrame(fresh) if fresh else pl.DataFrame()
-
-    return features_at
 
 
 class RealtimeFeatures:

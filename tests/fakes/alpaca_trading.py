@@ -25,9 +25,8 @@ Test hooks: :meth:`FakeAlpacaTrading.fill` executes (part of) an order - its fil
 average price, the position, the cash and a FILL activity; :meth:`place` puts an order at the
 broker as if from elsewhere (the dashboard, another process); :meth:`set_position`.
 
-Faults: :class:`TradingServer` is :class:`FakeVendorServer` plus DELETE, recorded request bodies,
-faults aimed at one method (``Fault(..., path="POST /v2/orders")``) and the ``"drop"`` kind - the
-server carries the request out (the order exists) and then loses the answer: it closes the
+Faults (those of :class:`FakeVendorServer`, answered in Alpaca's error shape): aim one at a method
+(``Fault(..., path="POST /v2/orders")``); the ``"drop"`` kind - the server carries the request out (the order exists) and then loses the answer: it closes the
 connection, after ``delay_s`` (longer than the client's timeout: a stalled answer) or at once
 (a reset). :meth:`FakeAlpacaTrading.drop_next_order` queues one for the next order POST.
 """
@@ -36,13 +35,10 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.vendor_server import FakeVendorServer, Fault, Request, Response
 
@@ -72,82 +68,14 @@ ORDERS_MAX_LIMIT = 500
 ACTIVITIES_MAX_PAGE = 100
 
 
-@dataclass(frozen=True)
-class TradingRequest(Request):
-    body: bytes = b""
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
+TradingRequest = Request  # requests carry their body (``.json()``)
 
 
 class TradingServer(FakeVendorServer):
-    """:class:`FakeVendorServer` that also serves DELETE, records request bodies, aims a fault at
-    one method (``path="POST /v2/orders"``) and knows the ``"drop"`` fault (module docstring)."""
+    """:class:`FakeVendorServer` answering faults in Alpaca's error shape."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        server = self
-
-        def do_delete(handler: Any) -> None:
-            server._handle(handler)
-
-        # the handler class is made per server instance, so this reaches no other server
-        self._httpd.RequestHandlerClass.do_DELETE = do_delete  # type: ignore[attr-defined]
-
-    def _take(self, method: str, path: str) -> Fault | None:
-        with self._lock:
-            for fault in self.faults:
-                want_method, _, want_path = fault.path.rpartition(" ")
-                if path.startswith(want_path) and want_method in ("", method):
-                    self.faults.remove(fault)
-                    return fault
-        return None
-
-    def _handle(self, handler: Any) -> None:
-        parts = urlsplit(handler.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
-        request = TradingRequest(
-            handler.command,
-            parts.path,
-            query,
-            dict(handler.headers.items()),
-            time.monotonic(),
-            body,
-        )
-        with self._lock:
-            self.requests.append(request)
-        fault = self._take(handler.command, parts.path)
-        if fault and fault.kind == "reset":
-            _hang_up(handler)
-            return
-        if fault and fault.kind == "slow":
-            time.sleep(fault.delay_s)
-        if fault and fault.kind == "status":
-            self._send(
-                handler,
-                Response(
-                    fault.status,
-                    fault.body or {"code": fault.status * 100_000, "message": "internal error"},
-                    fault.headers,
-                ),
-            )
-            return
-        response = self._dispatch(request)
-        if fault and fault.kind == "drop":  # done, but the answer is lost
-            time.sleep(fault.delay_s)
-            _hang_up(handler)
-            return
-        if fault and fault.kind == "truncated":
-            raw = json.dumps(response.body).encode()
-            response = Response(response.status, raw[: max(1, len(raw) // 2)], response.headers)
-        self._send(handler, response)
-
-
-def _hang_up(handler: Any) -> None:
-    handler.close_connection = True
-    handler.connection.close()
+    def fault_body(self, status: int) -> dict:
+        return {"code": status * 100_000, "message": "internal error"}
 
 
 class FakeAlpacaTrading:

@@ -25,6 +25,10 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     at: float  # time.monotonic() when received
+    body: bytes = b""
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
 
 
 @dataclass(frozen=True)
@@ -36,9 +40,11 @@ class Response:
 
 @dataclass(frozen=True)
 class Fault:
-    """One scripted misbehaviour for the next request whose path starts with ``path``."""
+    """One scripted misbehaviour for the next request whose path starts with ``path``; a path
+    may name its method (``"POST /v2/orders"``). ``"drop"``: the request is carried out, then the
+    answer is lost (the connection closes after ``delay_s``)."""
 
-    kind: str  # "status" | "slow" | "truncated" | "reset"
+    kind: str  # "status" | "slow" | "truncated" | "reset" | "drop"
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
@@ -70,6 +76,9 @@ class FakeVendorServer:
                 server._handle(self)
 
             def do_POST(self) -> None:
+                server._handle(self)
+
+            def do_DELETE(self) -> None:
                 server._handle(self)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -110,10 +119,15 @@ class FakeVendorServer:
         self.stop()
 
     # -- serving ---------------------------------------------------------------------------
-    def _take_fault(self, path: str) -> Fault | None:
+    def fault_body(self, status: int) -> Any:
+        """The body a "status" fault answers with unless it brings its own (the vendor's shape)."""
+        return {"status": "ERROR", "error": "fault"}
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if path.startswith(fault.path):
+                want_method, _, want_path = fault.path.rpartition(" ")
+                if path.startswith(want_path) and want_method in ("", method):
                     self.faults.remove(fault)
                     return fault
         return None
@@ -122,29 +136,28 @@ class FakeVendorServer:
         parts = urlsplit(handler.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         length = int(handler.headers.get("Content-Length") or 0)
-        if length:
-            handler.rfile.read(length)
+        body = handler.rfile.read(length) if length else b""
         request = Request(
-            handler.command, parts.path, query, dict(handler.headers.items()), time.monotonic()
-        )
+            handler.command, parts.path, query, dict(handler.headers.items()), time.monotonic(),
+            body,
+        )  # fmt: skip
         with self._lock:
             self.requests.append(request)
-        fault = self._take_fault(parts.path)
+        fault = self._take_fault(handler.command, parts.path)
         if fault and fault.kind == "reset":
-            handler.close_connection = True
-            handler.connection.close()
+            _hang_up(handler)
             return
         if fault and fault.kind == "slow":
             time.sleep(fault.delay_s)
         if fault and fault.kind == "status":
-            self._send(
-                handler,
-                Response(
-                    fault.status, fault.body or {"status": "ERROR", "error": "fault"}, fault.headers
-                ),
-            )
+            body = fault.body or self.fault_body(fault.status)
+            self._send(handler, Response(fault.status, body, fault.headers))
             return
         response = self._dispatch(request)
+        if fault and fault.kind == "drop":  # done, but the answer is lost
+            time.sleep(fault.delay_s)
+            _hang_up(handler)
+            return
         if fault and fault.kind == "truncated":
             raw = json.dumps(response.body).encode()
             response = Response(response.status, raw[: max(1, len(raw) // 2)], response.headers)
@@ -178,3 +191,8 @@ class FakeVendorServer:
             handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test): nothing to do
+
+
+def _hang_up(handler: BaseHTTPRequestHandler) -> None:
+    handler.close_connection = True
+    handler.connection.close()
