@@ -278,6 +278,40 @@ def test_flat_and_tiny_prices_follow_talibs_zero_conventions():
         _assert_matches_talib(frame, name)
 
 
+def test_a_window_without_change_has_exactly_zero_spread_and_flow_after_a_long_history():
+    """Running window totals (Bollinger, MFI) carry rounding residue from the rows that left the
+    window; a window without a price change must still give a deviation of exactly 0 (bands on
+    the price, %B 0.5, width 0) and a window without money flow an MFI of exactly 0."""
+    rng = np.random.default_rng(9)
+    n = 700  # several refreshes of the running totals, and a flat stretch between two of them
+    close = 100 + np.cumsum(rng.standard_normal(n)) * 0.37
+    close[500:560] = close[500]
+    volume = rng.integers(1_000, 9_000_000, n)
+    frame = pl.DataFrame(
+        {
+            "ticker": ["X"] * n,
+            "open": close,
+            "high": close + 0.01 * (np.arange(n) < 500),
+            "low": close - 0.01 * (np.arange(n) < 500),
+            "close": close,
+            "volume": volume,
+        }
+    )
+    out = frame.select(
+        ind.bbands_struct("close", 20).alias("bands"),
+        ind.bbands_percent_b("close", 20).alias("pct"),
+        ind.bbands_width("close", 20).alias("width"),
+        ind.mfi(period=14).alias("mfi"),
+    ).unnest("bands")
+    flat = out.slice(519, 41)  # windows of 20 inside rows 500..559
+    assert (flat["upper"] == close[500]).all() and (flat["lower"] == close[500]).all()
+    assert (flat["pct"] == 0.5).all() and (flat["width"] == 0.0).all()
+    assert (out.slice(514, 46)["mfi"] == 0.0).all()  # 14 bars without a move of the price
+    assert (out.slice(519, 41)["middle"] == close[500]).all()
+    _assert_matches_talib(frame, "BBANDS")
+    _assert_matches_talib(frame, "MFI")
+
+
 # -- the families -----------------------------------------------------------------------------
 
 

@@ -12,23 +12,22 @@ knows no missing values either).
 
 How it is computed, and why
 ---------------------------
-- *Flat windows, masked.* A window is computed on the whole sorted column, then nulled on each
-  ticker's first rows, whose window reaches into the previous ticker. The mask compares the
-  ticker's run id (``rle_id``, an integer) with its value ``k`` rows back: polars' kernels on the
-  flat column are several times faster than the same kernels ``.over("ticker")``.
+- *Segmented kernels.* Each TA-Lib indicator is one compiled pass over the sorted columns that
+  restarts at every ticker (:mod:`ats_assets.features.kernels`, TA-Lib's own algorithms: running
+  totals, Wilder's recursions, tracked window extremes), wrapped as a polars expression
+  (``pl.map_batches`` over whole columns, no per-row Python). Recursive filters cannot be written
+  with polars' whole-column operations without their state flowing from one ticker into the next,
+  and composing the others from them took several passes per indicator: 4-16x TA-Lib's time where
+  one pass is within 2x (``make bench-features``).
+- *Flat windows, masked* (the helpers the families use: :func:`window_sum`, :func:`from_row`). A
+  window is computed on the whole sorted column, then nulled on each ticker's first rows, whose
+  window reaches into the previous ticker. The mask compares the ticker's run id (``rle_id``, an
+  integer) with its value ``k`` rows back.
 - *No residue across tickers.* ``rolling_sum`` and ``rolling_mean`` keep one running total down the
   column, so a ticker's sums would carry rounding residue from the tickers before it: a value
-  would depend, in its last bits, on which other tickers share the frame (and a flat window would
-  not sum to exactly 0). Sums are therefore weighted rolling sums, computed from each window alone
-  (:func:`window_sum`); standard deviations run ``.over`` the ticker; maxima, minima and shifts are
-  exact anyway.
-- *Recursive filters per ticker.* EMA and Wilder's smoothing cannot run flat (their state would
-  flow from one ticker into the next) and polars has no segmented scan, so they run polars'
-  ``ewm_mean`` per ticker on the materialised, already-seeded input (:func:`_smoothed`, a batch
-  function over whole columns, no per-row Python).
-- *Each intermediate evaluated once.* Eager polars re-evaluates a repeated sub-expression, and no
-  engine shares repeated rolling or Python-function ones, so a formula that uses an intermediate
-  twice binds it once as a struct field (``struct.with_fields``, ``pl.field``).
+  would depend, in its last bits, on which other tickers share the frame. :func:`window_sum`
+  therefore adds each window afresh (a weighted rolling sum); standard deviations run ``.over``
+  the ticker; maxima, minima and shifts are exact anyway.
 
 TA-Lib conventions followed (where a value differs from a textbook formula, TA-Lib's is used)
 ------------------------------------------------------------------------------------------------
@@ -68,18 +67,18 @@ TA-Lib conventions followed (where a value differs from a textbook formula, TA-L
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from functools import cache
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 TICKER = "ticker"
 EPSILON = 1e-14  # TA-Lib's TA_EPSILON, the band of its zero tests
-# A digest of this file. Features built on these indicators carry it among their parameters, so
-# that their versions change when an indicator's implementation does.
-VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+# A digest of this file and the kernels. Features built on these indicators carry it among their
+# parameters, so that their versions change when an indicator's implementation does.
+VERSION = hashlib.sha256(
+    b"".join(Path(__file__).with_name(f).read_bytes() for f in ("indicators.py", "kernels.py"))
+).hexdigest()[:12]
 
 IntoExpr = str | pl.Expr
 F = pl.field
@@ -175,85 +174,27 @@ def window_std(x: IntoExpr, period: int, ddof: int = 0) -> pl.Expr:
     return _col(x).rolling_std(period, ddof=ddof).over(_segment().set_sorted())
 
 
-def _flat(highest: pl.Expr, lowest: pl.Expr) -> pl.Expr:
-    """TA-Lib's scale-aware zero test of a range."""
-    return (highest - lowest).abs() <= EPSILON * (highest.abs() + lowest.abs())
+# -- segmented kernels --------------------------------------------------------------------------
 
 
-# -- recursive filters, one pass per ticker ------------------------------------------------------
+def _kernel(name: str, inputs: Sequence[IntoExpr], *params: int, outputs: Sequence[str] = ()):
+    """The kernel ``kernels.<name>`` over ``inputs`` (as float64) and ``params``, restarted at each
+    ticker: a float64 column, or a struct of ``outputs`` for a multi-output kernel; the kernel's
+    NaN (warm-up) becomes null."""
 
-_Spec = tuple[float, int, int, float, bool]  # alpha, at, first, divisor, skip_missing
+    def run(series: list[pl.Series]) -> pl.Series:
+        from ats_assets.features import kernels  # numba: loaded on first use, not at import
 
+        *columns, seg = series
+        result = getattr(kernels, name)(seg.to_numpy(), *(c.to_numpy() for c in columns), *params)
+        if not outputs:
+            return pl.Series(result, nan_to_null=True)
+        fields = {o: pl.Series(r, nan_to_null=True) for o, r in zip(outputs, result, strict=True)}
+        return pl.DataFrame(fields).to_struct()
 
-@cache
-def _ewm_kernel(specs: tuple[_Spec, ...]) -> Callable[[list[pl.Series]], pl.Series]:
-    """The batch function behind :func:`_smoothed` (cached: one per parameter set)."""
-
-    def kernel(series: list[pl.Series]) -> pl.Series:
-        *inputs, seg = series
-        segment = seg.cast(pl.UInt32).rename("seg")
-        ids = segment.to_numpy()
-        # Run ids count 0, 1, 2, ... down the frame: each ticker's first row by binary search.
-        count = int(ids[-1]) + 1 if len(ids) else 0
-        starts = np.searchsorted(ids, np.arange(count, dtype=ids.dtype))
-        lengths = np.diff(np.append(starts, len(ids)))
-        columns = {"seg": segment.set_sorted()}
-        outputs: list[pl.Expr] = []
-        for i, (x, (alpha, at, first, divisor, skip_missing)) in enumerate(
-            zip(inputs, specs, strict=True)
-        ):
-            values = np.array(x.to_numpy(), dtype=np.float64, copy=True)  # a null becomes NaN
-            # Null before each ticker's row `at`, the seed sum(rows first..at) / divisor at it.
-            warmup = (starts[:, None] + np.arange(at)[None, :])[
-                np.arange(at)[None, :] < lengths[:, None]
-            ]
-            seeded = starts[lengths > at]
-            if len(seeded):
-                addends = np.nan_to_num(values, nan=0.0) if skip_missing else values
-                cuts = np.column_stack([seeded + first, seeded + at + 1]).ravel()
-                if cuts[-1] == len(values):  # reduceat takes no index past the end
-                    cuts = cuts[:-1]
-                values[seeded + at] = np.add.reduceat(addends, cuts)[::2] / divisor
-            values[warmup] = np.nan
-            columns[f"z{i}"] = pl.Series(values, nan_to_null=True)
-            columns[f"x{i}"] = x.cast(pl.Float64)
-            outputs += [
-                pl.col(f"z{i}")
-                .ewm_mean(alpha=alpha, adjust=False, ignore_nulls=True)
-                .over("seg", mapping_strategy="explode")
-                .alias(f"s{i}"),
-                pl.col(f"x{i}"),
-            ]
-        return pl.DataFrame(columns).select(*outputs, "seg").to_struct()
-
-    return kernel
-
-
-def _smoothed(*inputs: tuple[pl.Expr, _Spec], seg: pl.Expr | None = None) -> pl.Expr:
-    """Recursive filters, one per ``(x, spec)``, per ticker, in one pass over the columns.
-
-    For ``spec = (alpha, at, first, divisor, skip_missing)``: null before each ticker's row ``at``;
-    at ``at`` the seed ``sum(x[first..at]) / divisor`` (nulls count as 0 if ``skip_missing``); then
-    ``y = (1 - alpha) y[-1] + alpha x``, where a null x leaves y as it was and gives null.
-
-    Returns a struct: ``s{i}`` the filtered series, ``x{i}`` the input and ``seg`` the ticker's
-    run id (pass it as ``seg`` to a following filter instead of recomputing it).
-    """
-    kernel = _ewm_kernel(tuple(spec for _, spec in inputs))
-    fields = {f"{p}{i}": pl.Float64 for i in range(len(inputs)) for p in ("s", "x")}
-    dtype = pl.Struct({**fields, "seg": pl.UInt32})
-    exprs = [x.cast(pl.Float64) for x, _ in inputs]
-    return pl.map_batches([*exprs, _segment() if seg is None else seg], kernel, return_dtype=dtype)
-
-
-def _ema_spec(period: int, at: int) -> _Spec:
-    """TA-Lib's EMA written from row ``at`` on (seed: the mean of rows at-period+1..at)."""
-    return (2.0 / (period + 1), at, at - period + 1, float(period), False)
-
-
-def _wilder_spec(period: int, at: int, first: int, skip_missing: bool = False) -> _Spec:
-    """Wilder's smoothing, y = (y (n - 1) + x) / n, seeded with sum(rows first..at) / n."""
-    return (1.0 / period, at, first, float(period), skip_missing)
+    dtype = pl.Struct(dict.fromkeys(outputs, pl.Float64)) if outputs else pl.Float64
+    exprs = [_col(x).cast(pl.Float64) for x in inputs]
+    return pl.map_batches([*exprs, _segment()], run, return_dtype=dtype)
 
 
 # -- overlap studies -------------------------------------------------------------------------
@@ -261,19 +202,18 @@ def _wilder_spec(period: int, at: int, first: int, skip_missing: bool = False) -
 
 def sma(x: IntoExpr = "close", period: int = 30) -> pl.Expr:
     """Simple moving average (TA-Lib SMA); lookback period - 1."""
-    return _result(_bound(x=x), out=pl.when(_ready(period - 1)).then(window_mean(F("x"), period)))
+    return _kernel("sma", [x], period)
 
 
 def ema(x: IntoExpr = "close", period: int = 30) -> pl.Expr:
     """Exponential moving average (TA-Lib EMA, seeded with the SMA); lookback period - 1."""
-    return _smoothed((_col(x), _ema_spec(period, period - 1))).struct.field("s0")
+    return _kernel("ema", [x], period)
 
 
 def _bollinger(x: IntoExpr, period: int, nbdev_up: float, nbdev_dn: float) -> pl.Expr:
-    """Struct: x, sd (null in warm-up), mid, up, dn."""
-    x = _col(x)
-    s = pl.struct(x=x, sd=window_std(x, period), mean=window_mean(x, period))
-    s = s.struct.with_fields(mid=pl.when(F("sd").is_not_null()).then(F("mean")))
+    """Struct: x, mid, sd (both null in warm-up), up, dn."""
+    s = pl.struct(x=_col(x), b=_kernel("bollinger", [x], period, outputs=("mid", "sd")))
+    s = s.struct.with_fields(mid=F("b").struct.field("mid"), sd=F("b").struct.field("sd"))
     return s.struct.with_fields(up=F("mid") + nbdev_up * F("sd"), dn=F("mid") - nbdev_dn * F("sd"))
 
 
@@ -315,33 +255,14 @@ def bbands_percent_b(x: IntoExpr = "close", period: int = 20, nbdev: float = 2.0
 
 def rsi(x: IntoExpr = "close", period: int = 14) -> pl.Expr:
     """Relative strength index, 0-100 (TA-Lib RSI); lookback period."""
-    x = _col(x)
-    change = x - x.shift(1)
-    spec = _wilder_spec(period, at=period, first=1)
-    s = _smoothed((change.clip(lower_bound=0.0), spec), (-change.clip(upper_bound=0.0), spec))
-    total = F("s0") + F("s1")
-    return _result(s, rsi=pl.when(total > 0).then(100.0 * F("s0") / total).otherwise(total * 0.0))
+    return _kernel("rsi", [x], period)
 
 
 def macd_struct(x: IntoExpr = "close", fast: int = 12, slow: int = 26, signal: int = 9) -> pl.Expr:
     """MACD as one struct expression, fields ``line``, ``signal``, ``hist`` (see :func:`macd`)."""
-    x = _col(x)
     if slow < fast:
         fast, slow = slow, fast
-    start = slow - 1  # both EMAs are written from here: the fast one seeds on the rows before
-    s = _smoothed((x, _ema_spec(fast, start)), (x, _ema_spec(slow, start)))
-    s = s.struct.with_fields(diff=F("s0") - F("s1"))
-    at = start + signal - 1
-    sig = _smoothed((F("diff"), _ema_spec(signal, at)), seg=F("seg"))
-    return _result(
-        s,
-        signal=sig.struct.field("s0"),
-        out=pl.struct(
-            line=pl.when(F("signal").is_not_null()).then(F("diff")),
-            signal=F("signal"),
-            hist=F("diff") - F("signal"),
-        ),
-    )
+    return _kernel("macd", [x], fast, slow, signal, outputs=("line", "signal", "hist"))
 
 
 def macd(
@@ -355,9 +276,7 @@ def macd(
 
 def roc(x: IntoExpr = "close", period: int = 10) -> pl.Expr:
     """Rate of change in percent, 100 (x / x[-period] - 1) (TA-Lib ROC); lookback period."""
-    prev = F("x").shift(period)
-    value = pl.when(prev != 0).then((F("x") / prev - 1.0) * 100.0).otherwise(0.0)
-    return _result(_bound(x=x), roc=pl.when(_ready(period)).then(value))
+    return _kernel("roc", [x], period)
 
 
 def stoch_struct(
@@ -369,20 +288,8 @@ def stoch_struct(
     slowd_period: int = 3,
 ) -> pl.Expr:
     """Slow stochastic as one struct expression, fields ``k`` and ``d`` (see :func:`stoch`)."""
-    fastk = (F("c") - F("ll")) / (F("hh") - F("ll")) * 100.0
-    ready = _ready(fastk_period + slowk_period + slowd_period - 3)
-    k, d = pl.when(ready).then(F("slowk")), pl.when(ready).then(F("slowd"))
-    return _result(
-        _bound(
-            c=close,
-            hh=_col(high).rolling_max(fastk_period),
-            ll=_col(low).rolling_min(fastk_period),
-        ),
-        fastk=pl.when(_flat(F("hh"), F("ll"))).then(0.0).otherwise(fastk),
-        slowk=window_mean(F("fastk"), slowk_period),
-        slowd=window_mean(F("slowk"), slowd_period),
-        out=pl.struct(k=k, d=d),
-    )
+    periods = (fastk_period, slowk_period, slowd_period)
+    return _kernel("stoch", [high, low, close], *periods, outputs=("k", "d"))
 
 
 def stoch(
@@ -404,29 +311,14 @@ def willr(
     high: IntoExpr = "high", low: IntoExpr = "low", close: IntoExpr = "close", period: int = 14
 ) -> pl.Expr:
     """Williams' %R, -100-0 (TA-Lib WILLR); lookback period - 1."""
-    r = -100.0 * (F("hh") - F("c")) / (F("hh") - F("ll"))
-    r = pl.when(_flat(F("hh"), F("ll"))).then(0.0).otherwise(r)
-    return _result(
-        _bound(c=close, hh=_col(high).rolling_max(period), ll=_col(low).rolling_min(period)),
-        r=pl.when(_ready(period - 1)).then(r),
-    )
+    return _kernel("willr", [high, low, close], period)
 
 
 def cci(
     high: IntoExpr = "high", low: IntoExpr = "low", close: IntoExpr = "close", period: int = 14
 ) -> pl.Expr:
     """Commodity channel index (TA-Lib CCI); lookback period - 1."""
-    s = _bound(tp=(_col(high) + _col(low) + _col(close)) / 3.0)
-    deviations = [(F("tp").shift(k) - F("avg")).abs() for k in range(period)]
-    tiny = EPSILON * F("avg").abs()
-    cci = F("dev") / (0.015 * F("mad"))
-    return _result(
-        s,
-        {"avg": window_mean(F("tp"), period)},
-        {"mad": pl.sum_horizontal(deviations) / period, "dev": F("tp") - F("avg")},
-        cci=pl.when((F("dev").abs() <= tiny) | (F("mad") <= tiny)).then(0.0).otherwise(cci),
-        out=pl.when(_ready(period - 1)).then(F("cci")),
-    )
+    return _kernel("cci", [high, low, close], period)
 
 
 def mfi(
@@ -437,87 +329,31 @@ def mfi(
     period: int = 14,
 ) -> pl.Expr:
     """Money flow index, 0-100 (TA-Lib MFI); lookback period."""
-    tp = (_col(high) + _col(low) + _col(close)) / 3.0
-    s = _bound(tp=tp, flow=tp * _col(volume).cast(pl.Float64))
-    move = F("tp") - F("tp").shift(1)
-    moved = move.abs() > EPSILON * (F("tp").abs() + F("tp").shift(1).abs())
-    total = F("pos") + F("neg")
-    mfi = pl.when(total > 0).then(100.0 * F("pos").clip(0.0, total) / total).otherwise(0.0)
-    return _result(
-        s,
-        {
-            "up": pl.when(moved & (move > 0)).then(F("flow")).otherwise(0.0),
-            "down": pl.when(moved & (move < 0)).then(F("flow")).otherwise(0.0),
-        },
-        {"pos": window_sum(F("up"), period), "neg": window_sum(F("down"), period)},
-        mfi=pl.when(_ready(period)).then(mfi),
-    )
-
-
-def _bars_since(x: pl.Expr, extreme: pl.Expr, period: int) -> pl.Expr:
-    """Rows back to the most recent of the last ``period + 1`` rows where ``x == extreme``."""
-    bars = pl.lit(period, dtype=pl.Int32)
-    for k in range(period - 1, -1, -1):
-        bars = pl.when(x.shift(k) == extreme).then(pl.lit(k, dtype=pl.Int32)).otherwise(bars)
-    return bars
-
-
-def _aroon_line(x: str, extreme: str, period: int) -> pl.Expr:
-    """Aroon up or down from fields ``x`` and ``extreme`` (its max or min over n + 1 rows):
-    100 / n x (n - rows since the extreme, the most recent one when tied)."""
-    return (100.0 / period) * (period - _bars_since(F(x), F(extreme), period))
+    return _kernel("mfi", [high, low, close, volume], period)
 
 
 def aroon_struct(high: IntoExpr = "high", low: IntoExpr = "low", period: int = 14) -> pl.Expr:
     """Aroon as one struct expression, fields ``down`` and ``up`` (see :func:`aroon`)."""
-    h, lo, ready = _col(high), _col(low), _ready(period)
-    return _result(
-        _bound(h=h, l=lo, hh=h.rolling_max(period + 1), ll=lo.rolling_min(period + 1)),
-        {"down": _aroon_line("l", "ll", period), "up": _aroon_line("h", "hh", period)},
-        out=pl.struct(down=pl.when(ready).then(F("down")), up=pl.when(ready).then(F("up"))),
-    )
+    return _kernel("aroon", [high, low], period, outputs=("down", "up"))
 
 
 def aroon(
     high: IntoExpr = "high", low: IntoExpr = "low", period: int = 14
 ) -> tuple[pl.Expr, pl.Expr]:
     """Aroon down and up, 0-100 (TA-Lib AROON, same output order); lookback period."""
-    h, lo, ready = _col(high), _col(low), _ready(period)
-    down = _result(
-        _bound(x=lo, extreme=lo.rolling_min(period + 1)),
-        out=pl.when(ready).then(_aroon_line("x", "extreme", period)),
-    )
-    up = _result(
-        _bound(x=h, extreme=h.rolling_max(period + 1)),
-        out=pl.when(ready).then(_aroon_line("x", "extreme", period)),
-    )
-    return down, up
+    s = aroon_struct(high, low, period)
+    return s.struct.field("down"), s.struct.field("up")
 
 
 def aroon_osc(high: IntoExpr = "high", low: IntoExpr = "low", period: int = 14) -> pl.Expr:
     """Aroon oscillator, up - down, -100-100 (TA-Lib AROONOSC); lookback period."""
-    h, lo = _col(high), _col(low)
-    return _result(
-        _bound(h=h, l=lo, hh=h.rolling_max(period + 1), ll=lo.rolling_min(period + 1)),
-        {"down": _aroon_line("l", "ll", period), "up": _aroon_line("h", "hh", period)},
-        osc=pl.when(_ready(period)).then(F("up") - F("down")),
-    )
+    return _kernel("aroon_osc", [high, low], period)
 
 
 def linreg_slope(x: IntoExpr = "close", period: int = 14) -> pl.Expr:
     """Least-squares slope per bar through the last ``period`` values (TA-Lib LINEARREG_SLOPE);
     lookback period - 1."""
-    n = period
-    # With t = 0..n-1 from the oldest value: slope = (n sum(t x) - sum(t) sum(x)) / (n sum(t^2) -
-    # sum(t)^2); the sums are weighted rolling sums of the window alone.
-    sum_t, sum_tt = n * (n - 1) / 2.0, n * (n - 1) * (2 * n - 1) / 6.0
-    s = _bound(x=_col(x).cast(pl.Float64))
-    s = s.struct.with_fields(
-        sx=F("x").rolling_sum(n, weights=[1.0] * n),
-        stx=F("x").rolling_sum(n, weights=[float(t) for t in range(n)]),
-    )
-    slope = (n * F("stx") - sum_t * F("sx")) / (n * sum_tt - sum_t * sum_t)
-    return _result(s, slope=pl.when(_ready(n - 1)).then(slope))
+    return _kernel("linreg_slope", [x], period)
 
 
 # -- volatility and volume -----------------------------------------------------------------
@@ -538,58 +374,26 @@ def atr(
     high: IntoExpr = "high", low: IntoExpr = "low", close: IntoExpr = "close", period: int = 14
 ) -> pl.Expr:
     """Average true range, Wilder's smoothing (TA-Lib ATR); lookback period."""
-    spec = _wilder_spec(period, at=period, first=1)
-    return _smoothed((_true_range(high, low, close), spec)).struct.field("s0")
+    return _kernel("atr", [high, low, close], period)
 
 
 def natr(
     high: IntoExpr = "high", low: IntoExpr = "low", close: IntoExpr = "close", period: int = 14
 ) -> pl.Expr:
     """Normalised ATR in percent of the close, 100 ATR / close (TA-Lib NATR); lookback period."""
-    s = pl.struct(atr=atr(high, low, close, period), c=_col(close))
-    natr = pl.when(F("c") != 0).then(100.0 * F("atr") / F("c")).otherwise(F("atr") * 0.0)
-    return _result(s, natr=natr)
+    return _kernel("atr", [high, low, close], period, True)
 
 
 def obv(close: IntoExpr = "close", volume: IntoExpr = "volume") -> pl.Expr:
     """On-balance volume (TA-Lib OBV: each ticker starts at its first bar's volume)."""
-    first = (F("seg") != F("seg").shift(1)).fill_null(True)
-    c, v = F("c"), F("v")
-    signed = pl.when(first).then(v).when(c > c.shift(1)).then(v).when(c < c.shift(1)).then(-v)
-    return _result(
-        _bound(c=close, v=volume),
-        signed=signed.otherwise(v * 0),
-        total=F("signed").cum_sum(),
-        # Take off what the running total held before each ticker's first row.
-        obv=F("total") - pl.when(first).then(F("total") - F("signed")).forward_fill(),
-        out=F("obv").cast(pl.Float64),
-    )
+    return _kernel("obv", [close, volume])
 
 
 def adx(
     high: IntoExpr = "high", low: IntoExpr = "low", close: IntoExpr = "close", period: int = 14
 ) -> pl.Expr:
     """Average directional movement index, 0-100 (TA-Lib ADX); lookback 2 period - 1."""
-    h, lo = _col(high), _col(low)
-    up, down = h - h.shift(1), lo.shift(1) - lo
-    minus_dm = pl.when((down > 0) & (up < down)).then(down).otherwise(0.0)
-    plus_dm = pl.when((up > 0) & (up > down)).then(up).otherwise(0.0)
-    # Wilder's sums s = s - s/n + x are n x an EMA (alpha 1/n) seeded with sum(rows 1..n-1) / n;
-    # only their ratios are used, so the factor n cancels.
-    spec = _wilder_spec(period, at=period - 1, first=1)
-    s = _smoothed((minus_dm, spec), (plus_dm, spec), (_true_range(high, low, close), spec))
-    minus, plus, tr = F("s0"), F("s1"), F("s2")
-    di_sum = 100.0 * (minus + plus) / tr
-    defined = ((tr * period).abs() >= EPSILON) & (di_sum.abs() >= EPSILON) & _ready(period)
-    at = 2 * period - 1
-    adx = _smoothed((F("dx"), _wilder_spec(period, at, period, skip_missing=True)), seg=F("seg"))
-    return _result(
-        s,
-        dx=pl.when(defined).then(100.0 * (minus - plus).abs() / (minus + plus)),
-        adx=adx.struct.field("s0"),
-        # A skipped DX (null) leaves ADX where it was.
-        out=pl.when(_ready(at)).then(F("adx").forward_fill()),
-    )
+    return _kernel("adx", [high, low, close], period)
 
 
 # -- lookbacks ---------------------------------------------------------------------------------
