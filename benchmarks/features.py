@@ -3,6 +3,8 @@
 Run with ``make bench-features`` (this table, then the per-indicator comparison with TA-Lib from
 ``benchmarks.indicator_speed``). Each size runs in a fresh process that reads its input from
 Parquet, so the peak memory reported is that of computing the features (input included).
+``kernels s`` is the time that process took to load the compiled indicator kernels before the
+timing (a one-off per process; the first run after an install also compiles them).
 Target on the 2-core reference machine: >= 1M input bar-rows/s for the full set.
 """
 
@@ -35,7 +37,11 @@ def _write_inputs(folder: Path, sessions: int) -> None:
 
 
 def _measure(folder: str) -> None:
-    """Child process: compute every feature for every session of the inputs; print JSON."""
+    """Child process: compute every feature for every session of the inputs; print JSON.
+
+    One ``compute_days`` call with all the sessions, as the ``features`` asset makes for its
+    partition window: the pipeline then evaluates each block of sessions once, with its look-back.
+    """
     from ats_assets.features.frames import minute_frame, resample
     from ats_assets.features.pipeline import compute_days
     from ats_assets.features.registry import catalogue
@@ -45,6 +51,14 @@ def _measure(folder: str) -> None:
         for k in ("bars", "quotes", "trades", "options_flow")
     }
     catalogue()  # import the families before timing
+    # Load the compiled indicator kernels (compiled once per install, then read from numba's
+    # disk cache) on two tickers: a one-off per process, reported apart from the timing.
+    loading = time.perf_counter()
+    two = inputs["bars"]["ticker"].unique().sort().head(2)
+    few = {k: v.filter(pl.col("ticker").is_in(two.to_list())) for k, v in inputs.items()}
+    small = minute_frame(few["bars"], few["quotes"], few["trades"], few["options_flow"])
+    compute_days(small, resample(small, "1d"), sorted(set(small["session"]))[-2:], catalogue())
+    warmup = time.perf_counter() - loading
     began = time.perf_counter()
     minute = minute_frame(
         inputs["bars"], inputs["quotes"], inputs["trades"], inputs["options_flow"]
@@ -52,9 +66,7 @@ def _measure(folder: str) -> None:
     daily = resample(minute, "1d")
     enriched = time.perf_counter()
     days = sorted(minute["session"].unique().to_list())
-    out = pl.concat(
-        [compute_days(minute, daily, days[i : i + 5], catalogue()) for i in range(0, len(days), 5)]
-    )
+    out = compute_days(minute, daily, days, catalogue())
     done = time.perf_counter()
     print(
         json.dumps(
@@ -63,6 +75,7 @@ def _measure(folder: str) -> None:
                 "enrich_s": enriched - began,
                 "features_s": done - enriched,
                 "total_s": done - began,
+                "warmup_s": warmup,
                 "columns": len(out.columns) - 3,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
@@ -73,7 +86,7 @@ def _measure(folder: str) -> None:
 def main() -> None:
     print(
         f"{'sessions':>8}{'input rows':>12}{'features':>10}{'enrich s':>10}{'features s':>12}"
-        f"{'rows/s':>12}{'peak MB':>9}  target >= {TARGET_ROWS_PER_S:,} rows/s"
+        f"{'rows/s':>12}{'peak MB':>9}{'kernels s':>11}  target >= {TARGET_ROWS_PER_S:,} rows/s"
     )
     for sessions in SIZES:
         with tempfile.TemporaryDirectory() as folder:
@@ -89,7 +102,7 @@ def main() -> None:
         verdict = "PASS" if rate >= TARGET_ROWS_PER_S else "MISS"
         print(
             f"{sessions:>8}{r['rows']:>12,}{r['columns']:>10}{r['enrich_s']:>10.2f}{r['features_s']:>12.2f}"
-            f"{rate:>12,.0f}{r['peak_rss_mb']:>9,.0f}  {verdict}"
+            f"{rate:>12,.0f}{r['peak_rss_mb']:>9,.0f}{r['warmup_s']:>11.2f}  {verdict}"
         )
 
 

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -177,7 +178,7 @@ def window_std(x: IntoExpr, period: int, ddof: int = 0) -> pl.Expr:
 # -- segmented kernels --------------------------------------------------------------------------
 
 
-def _kernel(name: str, inputs: Sequence[IntoExpr], *params: int, outputs: Sequence[str] = ()):
+def _kernel(name: str, inputs: Sequence[IntoExpr], *params: float, outputs: Sequence[str] = ()):
     """The kernel ``kernels.<name>`` over ``inputs`` (as float64) and ``params``, restarted at each
     ticker: a float64 column, or a struct of ``outputs`` for a multi-output kernel; the kernel's
     NaN (warm-up) becomes null."""
@@ -186,7 +187,10 @@ def _kernel(name: str, inputs: Sequence[IntoExpr], *params: int, outputs: Sequen
         from ats_assets.features import kernels  # numba: loaded on first use, not at import
 
         *columns, seg = series
-        result = getattr(kernels, name)(seg.to_numpy(), *(c.to_numpy() for c in columns), *params)
+        arrays = [s.to_numpy() for s in (seg, *columns)]
+        for array in arrays:  # one compiled signature per kernel, whether polars copied or not
+            array.flags.writeable = False
+        result = getattr(kernels, name)(*arrays, *params)
         if not outputs:
             return pl.Series(result, nan_to_null=True)
         fields = {o: pl.Series(r, nan_to_null=True) for o, r in zip(outputs, result, strict=True)}
@@ -394,6 +398,27 @@ def adx(
 ) -> pl.Expr:
     """Average directional movement index, 0-100 (TA-Lib ADX); lookback 2 period - 1."""
     return _kernel("adx", [high, low, close], period)
+
+
+# -- time windows ------------------------------------------------------------------------------
+
+
+def relative_to_time_of_day(
+    x: IntoExpr = "volume", sessions: int = 5, min_sessions: int = 2
+) -> pl.Expr:
+    """``x`` / its mean at the same ``minute_of_session`` over the ticker's previous ``sessions``
+    rows with that minute (earlier sessions); null with fewer than ``min_sessions`` of them or a
+    mean of 0 or less."""
+    return _kernel("relative_to_time_of_day", ["minute_of_session", x], sessions, min_sessions)
+
+
+def time_window_sum(x: IntoExpr, window: timedelta) -> pl.Expr:
+    """Sum of ``x`` over each ticker's rows whose ``ts`` lies in (ts - window, ts] (nulls count
+    as 0): ``rolling_sum_by("ts", window, closed="right").over("ticker")`` in one pass, exactly 0
+    when the window holds no nonzero value."""
+    micros = window / timedelta(microseconds=1)
+    ts = pl.col("ts").dt.epoch("us")  # below 2**53: exact as float64
+    return _kernel("time_window_sum", [ts, _col(x).fill_null(0.0)], micros)
 
 
 # -- lookbacks ---------------------------------------------------------------------------------

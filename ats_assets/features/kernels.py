@@ -612,3 +612,62 @@ def atr(seg, high, low, close, period, normalised=False):
             else:
                 out[i] = (value / close[i]) * 100.0 if close[i] != 0 else 0.0
     return out
+
+
+# -- time windows ------------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def relative_to_time_of_day(seg, minute, x, sessions, min_sessions):
+    """x / the mean of x at the same minute of the session (``minute``) over the ticker's last
+    ``sessions`` earlier rows with that minute (at least ``min_sessions`` of them, and a mean
+    above 0; NaN otherwise). The earlier values are added from the most recent back."""
+    b = bounds(seg)
+    n = x.shape[0]
+    out = _nan(n)
+    slots = int(minute.max()) + 1 if n else 1
+    recent = np.empty((slots, sessions), np.float64)  # per minute, a ring of the last values
+    count = np.zeros(slots, np.int64)
+    for k in range(b.shape[0] - 1):
+        count[:] = 0
+        for i in range(b[k], b[k + 1]):
+            m = int(minute[i])
+            c = count[m]
+            have = min(c, sessions)
+            if have >= min_sessions:
+                total = 0.0
+                for back in range(1, have + 1):
+                    total += recent[m, (c - back) % sessions]
+                usual = total / have
+                if usual > 0:
+                    out[i] = x[i] / usual
+            recent[m, c % sessions] = x[i]
+            count[m] = c + 1
+    return out
+
+
+@njit(**_JIT)
+def time_window_sum(seg, ts, x, window):
+    """Sum of x over the ticker's rows with ts in (ts_i - window, ts_i] (ts and window in one
+    unit, as float64): a running total between two pointers, recomputed every ``REFRESH`` rows;
+    exactly 0 when the window holds no nonzero x."""
+    b = bounds(seg)
+    out = _nan(x.shape[0])
+    for k in range(b.shape[0] - 1):
+        s, e = b[k], b[k + 1]
+        lo = s
+        total, nonzero, since = 0.0, 0, 0
+        for i in range(s, e):
+            while ts[lo] <= ts[i] - window:
+                total -= x[lo]
+                nonzero -= x[lo] != 0
+                lo += _1
+            total += x[i]
+            nonzero += x[i] != 0
+            since += 1
+            if since == REFRESH:
+                total, since = 0.0, 0
+                for j in range(lo, i + _1):
+                    total += x[j]
+            out[i] = total if nonzero else 0.0
+    return out

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import date
 from itertools import groupby
 
+import numpy as np
 import polars as pl
 
 from ats_assets.core.calendar import nyse_calendar
@@ -39,54 +40,75 @@ def block_start(day: date) -> date:
     return calendar.days[index - index % BLOCK_SESSIONS]
 
 
-def _evaluate(bars: pl.DataFrame, features: Sequence[Feature], timeframe: str) -> pl.DataFrame:
-    """The feature columns of ``bars`` (float32), row for row."""
-    return bars.select([f.expr().cast(pl.Float32).alias(f.column(timeframe)) for f in features])
+def _evaluate(bars: pl.DataFrame, columns: list[pl.Expr]) -> pl.DataFrame:
+    """The feature ``columns`` (float32 expressions) over ``bars``, row for row, NaN as null."""
+    return bars.select(columns).fill_nan(None)
+
+
+def _last_completed(base: pl.DataFrame, bars: pl.DataFrame) -> pl.Series:
+    """For each row of ``base``, the row of ``bars`` it gets: an index of polars' index type.
+
+    That is the last bar of the row's ticker with ``available_at`` <= the row's ts + 1 minute:
+    an as-of join (backward, by ticker) done as one binary search instead of a join, which
+    would need both sides sorted by time and the result sorted back. Each ticker's bars must be
+    one run of rows in ``available_at`` order (bars sorted by ticker and ts are); ``base`` may
+    be in any order. A time becomes its rank among the bars' distinct ``available_at`` and a
+    ticker its run number in ``bars``, so (run, rank) makes one int64 key sorted like ``bars``.
+    The index is null where the ticker has no bar complete yet (or no bars at all).
+    """
+    available_at = bars["available_at"].cast(base["ts"].dtype).to_physical().to_numpy()
+    known_at = (base["ts"] + MINUTE).to_physical().to_numpy()
+    times = np.unique(available_at)
+    width = len(times) + 1
+    runs = bars["ticker"].rle()
+    run_of = dict(zip(runs.struct.field("value"), range(len(runs)), strict=True))
+    bar_run = np.repeat(np.arange(len(runs)), runs.struct.field("len").to_numpy())
+    bar_keys = bar_run * width + np.searchsorted(times, available_at) + 1
+    tickers = base["ticker"].rle()
+    row_run = np.repeat(
+        np.array([run_of.get(t, -1) for t in tickers.struct.field("value")], dtype=np.int64),
+        tickers.struct.field("len").to_numpy(),
+    )
+    row_keys = row_run * width + np.searchsorted(times, known_at, side="right")
+    found = np.searchsorted(bar_keys, row_keys, side="right") - 1
+    owner = np.append(bar_run, -1)[found]  # the found bar's run (found = -1 reads the -1)
+    unmatched = (found < 0) | (owner != row_run)
+    return pl.Series(np.ma.masked_array(found, mask=unmatched)).cast(pl.get_index_type())
 
 
 def _compute_block(
-    minute: pl.DataFrame, daily: pl.DataFrame, days: Sequence[date], features: Sequence[Feature]
+    minute: pl.DataFrame,
+    intraday: dict[str, pl.DataFrame],
+    daily: pl.DataFrame,
+    days: list[date],
+    columns: dict[str, list[pl.Expr]],
 ) -> pl.DataFrame:
+    """The feature ``columns`` of each timeframe for ``days``, sessions of one block.
+
+    ``intraday`` holds the 5m / 15m / 1h bars of ``minute`` (see :func:`compute_days`).
+    """
     start = block_start(days[0])
-    last = max(days)
     first_minute = sessions_before(start, MINUTE_LOOKBACK_SESSIONS)[0]
     first_daily = sessions_before(start, DAILY_LOOKBACK_SESSIONS)[0]
-    window = minute.filter(pl.col("session").is_between(first_minute, last))  # ticker, ts order
-    requested = window["session"].is_in(list(days))
-    base = window.filter(requested).select(_IDS)
-    # Rows in base order, re-sorted by when each row's bar is known, for the as-of joins.
-    keys = (
-        base.select("ticker", known_at=pl.col("ts") + MINUTE)
-        .with_row_index("_pos")
-        .sort("known_at")
-    )
+    window = minute.filter(pl.col("session").is_between(first_minute, days[-1]))  # ticker, ts order
+    requested = window["session"].is_in(days)
+    base = window.select(_IDS).filter(requested)
     parts = [base]
-    for timeframe in TIMEFRAMES:
-        chosen = [f for f in features if timeframe in f.timeframes]
-        if not chosen:
+    for timeframe, exprs in columns.items():
+        if not exprs:
             continue
         if timeframe == "1m":  # each row is its own bar: no join, same order as base
-            parts.append(_evaluate(window, chosen, timeframe).filter(requested))
+            parts.append(_evaluate(window, exprs).filter(requested))
             continue
         if timeframe == "1d":
-            bars = daily.filter(pl.col("session").is_between(first_daily, last)).sort(
-                "ticker", "ts"
-            )
+            bars = daily.filter(pl.col("session").is_between(first_daily, days[-1]))
+            bars = bars.sort("ticker", "ts")
         else:
-            bars = resample(window, timeframe)
-        values = pl.concat(
-            [bars.select("ticker", "available_at"), _evaluate(bars, chosen, timeframe)],
-            how="horizontal",
-        ).sort("available_at")
-        joined = keys.join_asof(
-            values,
-            left_on="known_at",
-            right_on="available_at",
-            by="ticker",
-            strategy="backward",
-            check_sortedness=False,  # both sides are sorted by their keys just above
-        )
-        parts.append(joined.sort("_pos").select([f.column(timeframe) for f in chosen]))
+            bars = intraday[timeframe].filter(pl.col("session").is_between(first_minute, days[-1]))
+        rows = _last_completed(base, bars)
+        # Indexing with a Series of the index type is a plain gather (half the time of a
+        # select of gathers); a null index gives a null row.
+        parts.append(_evaluate(bars, exprs)[rows])
     return pl.concat(parts, how="horizontal")
 
 
@@ -103,9 +125,27 @@ def compute_days(
     do not influence the result.
     """
     blocks = [list(group) for _, group in groupby(sorted(set(days)), key=block_start)]
-    out = pl.concat([_compute_block(minute, daily, block, features) for block in blocks])
-    feature_columns = [c for c in out.columns if c not in _IDS]
-    return out.with_columns(pl.col(feature_columns).fill_nan(None))
+    spans = [
+        (sessions_before(block_start(block[0]), MINUTE_LOOKBACK_SESSIONS)[0], block[-1])
+        for block in blocks
+    ]
+    built = [(f, f.expr().cast(pl.Float32)) for f in features]  # once, for every block
+    columns = {
+        timeframe: [
+            expr.alias(f.column(timeframe)) for f, expr in built if timeframe in f.timeframes
+        ]
+        for timeframe in TIMEFRAMES
+    }
+    # The 1-minute rows that some block reads, in one chunk (the streaming engine that builds
+    # the minute frame leaves many, which slows the group-bys and makes every NumPy view of a
+    # column a copy), and their bars: a bar lies within one session, so it is the same whichever
+    # sessions are resampled with it, and each timeframe is resampled once rather than once per
+    # block with its look-back.
+    minute = minute.filter(
+        pl.any_horizontal([pl.col("session").is_between(*span) for span in spans])
+    ).rechunk()
+    intraday = {tf: resample(minute, tf) for tf in ("5m", "15m", "1h") if columns[tf]}
+    return pl.concat([_compute_block(minute, intraday, daily, block, columns) for block in blocks])
 
 
 def compute_day(

@@ -9,8 +9,11 @@ Builders are self-contained and take their windows as parameters, so a feature's
 whenever what it computes changes.
 """
 
+from datetime import timedelta
+
 import polars as pl
 
+from ats_assets.features import indicators as ind
 from ats_assets.features.definition import Feature
 
 FAMILY = "options_flow"
@@ -30,14 +33,14 @@ def _net_bullish_share() -> pl.Expr:
 
 
 def _rolling_count(column: str, window: str) -> pl.Expr:
-    value = pl.col(column).cast(pl.Float64).fill_null(0.0)
-    return value.rolling_sum_by("ts", window_size=window, closed="right").over("ticker")
+    minutes = timedelta(minutes=int(window.removesuffix("m")))
+    return ind.time_window_sum(pl.col(column).cast(pl.Float64), minutes)
 
 
 def _net_premium(window: str) -> pl.Expr:
     # Signed log so a $2M print and a $20k print differ by a few units, not by a factor of 100.
     net = pl.col("bullish_premium").fill_null(0.0) - pl.col("bearish_premium").fill_null(0.0)
-    total = net.rolling_sum_by("ts", window_size=window, closed="right").over("ticker")
+    total = ind.time_window_sum(net, timedelta(minutes=int(window.removesuffix("m"))))
     return total.sign() * total.abs().log1p()
 
 

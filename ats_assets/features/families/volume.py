@@ -45,32 +45,7 @@ def _mfi(period: int, impl: str) -> pl.Expr:
 
 def _relative_volume_by_time(sessions: int, min_sessions: int, impl: str) -> pl.Expr:
     del impl
-    field = pl.field
-    # Rows ordered by (ticker, minute of the session), stably, so each (ticker, minute) group is
-    # contiguous and in session order: the previous sessions' bars at this minute are the rows just
-    # before, in the same group. Sorting once beats a window over ~60k (ticker, minute) groups.
-    ticker = pl.col("ticker").rle_id().cast(pl.UInt64)
-    key = ticker * (1 << 20) + pl.col("minute_of_session").cast(pl.UInt64)
-    s = pl.struct(v=pl.col("volume").cast(pl.Float64), key=key)
-    s = s.struct.with_fields(
-        order=pl.int_range(pl.len(), dtype=pl.UInt32).sort_by(field("key"), maintain_order=True)
-    )
-    s = s.struct.with_fields(
-        v=field("v").gather(field("order")), key=field("key").gather(field("order"))
-    )
-    earlier = [
-        pl.when(field("key").shift(k) == field("key")).then(field("v").shift(k))
-        for k in range(1, sessions + 1)
-    ]
-    s = s.struct.with_fields(
-        total=pl.sum_horizontal(earlier),
-        count=pl.sum_horizontal([e.is_not_null().cast(pl.Int32) for e in earlier]),
-    )
-    usual = field("total") / field("count")
-    relative = pl.when((field("count") >= min_sessions) & (usual > 0)).then(field("v") / usual)
-    # Back to the frame's order.
-    s = s.struct.with_fields(relative=relative.sort_by(field("order")))
-    return s.struct.field("relative")
+    return ind.relative_to_time_of_day(pl.col("volume"), sessions, min_sessions)
 
 
 def _vwap_distance(period: int, impl: str) -> pl.Expr:
