@@ -407,15 +407,18 @@ def relative_to_time_of_day(
     x: IntoExpr = "volume", sessions: int = 5, min_sessions: int = 2
 ) -> pl.Expr:
     """``x`` / its mean at the same ``minute_of_session`` over the ticker's previous ``sessions``
-    rows with that minute (earlier sessions); null with fewer than ``min_sessions`` of them or a
-    mean of 0 or less."""
+    rows with that minute (earlier sessions; null values among them skipped); null with fewer than
+    ``min_sessions`` values or a mean of 0 or less, and where the minute is null or negative."""
     return _kernel("relative_to_time_of_day", ["minute_of_session", x], sessions, min_sessions)
 
 
 def time_window_sum(x: IntoExpr, window: timedelta) -> pl.Expr:
     """Sum of ``x`` over each ticker's rows whose ``ts`` lies in (ts - window, ts] (nulls count
-    as 0): ``rolling_sum_by("ts", window, closed="right").over("ticker")`` in one pass, exactly 0
-    when the window holds no nonzero value."""
+    as 0): ``rolling_sum_by("ts", window, closed="right").over("ticker")`` in one pass (equal up to
+    rounding: the running total is recomputed from its window every ``kernels.REFRESH`` rows),
+    exactly 0 when the window holds no nonzero value, NaN while it holds a NaN."""
+    if window <= timedelta(0):
+        raise ValueError(f"time_window_sum needs a positive window, got {window}")
     micros = window / timedelta(microseconds=1)
     ts = pl.col("ts").dt.epoch("us")  # below 2**53: exact as float64
     return _kernel("time_window_sum", [ts, _col(x).fill_null(0.0)], micros)

@@ -1,4 +1,5 @@
-"""Segmented indicator kernels: TA-Lib's indicators as one compiled pass per ticker.
+"""Segmented kernels: TA-Lib's indicators, and the features' time windows, as one compiled pass
+per ticker.
 
 A kernel takes ``seg``, the ticker's run id per row of a frame sorted by ticker then time (see
 ``indicators._segment``), and float64 input columns, and returns float64 columns of the same
@@ -620,27 +621,35 @@ def atr(seg, high, low, close, period, normalised=False):
 @njit(**_JIT)
 def relative_to_time_of_day(seg, minute, x, sessions, min_sessions):
     """x / the mean of x at the same minute of the session (``minute``) over the ticker's last
-    ``sessions`` earlier rows with that minute (at least ``min_sessions`` of them, and a mean
-    above 0; NaN otherwise). The earlier values are added from the most recent back."""
+    ``sessions`` earlier rows with that minute: NaN x among them are skipped (they still take a
+    place), at least ``min_sessions`` values and a mean above 0 are needed (NaN otherwise). The
+    earlier values are added from the most recent back. A row whose minute is NaN or negative
+    has no place: NaN, and it is not remembered."""
     b = bounds(seg)
     n = x.shape[0]
     out = _nan(n)
-    slots = int(minute.max()) + 1 if n else 1
+    slots = 1
+    for i in range(n):
+        if minute[i] >= 0:  # False for NaN
+            slots = max(slots, int(minute[i]) + 1)
     recent = np.empty((slots, sessions), np.float64)  # per minute, a ring of the last values
     count = np.zeros(slots, np.int64)
     for k in range(b.shape[0] - 1):
         count[:] = 0
         for i in range(b[k], b[k + 1]):
+            if not minute[i] >= 0:
+                continue
             m = int(minute[i])
             c = count[m]
-            have = min(c, sessions)
-            if have >= min_sessions:
-                total = 0.0
-                for back in range(1, have + 1):
-                    total += recent[m, (c - back) % sessions]
-                usual = total / have
-                if usual > 0:
-                    out[i] = x[i] / usual
+            total = 0.0
+            have = 0
+            for back in range(1, min(c, sessions) + 1):
+                value = recent[m, (c - back) % sessions]
+                if not math.isnan(value):
+                    total += value
+                    have += 1
+            if have >= min_sessions and total / have > 0:
+                out[i] = x[i] / (total / have)
             recent[m, c % sessions] = x[i]
             count[m] = c + 1
     return out
@@ -648,26 +657,35 @@ def relative_to_time_of_day(seg, minute, x, sessions, min_sessions):
 
 @njit(**_JIT)
 def time_window_sum(seg, ts, x, window):
-    """Sum of x over the ticker's rows with ts in (ts_i - window, ts_i] (ts and window in one
-    unit, as float64): a running total between two pointers, recomputed every ``REFRESH`` rows;
-    exactly 0 when the window holds no nonzero x."""
+    """Sum of x over the ticker's rows with ts in (ts_i - window, ts_i] (ts and a positive window
+    in one unit, as float64): a running total between two pointers, recomputed every ``REFRESH``
+    rows, with exact counts of the window's nonzero values (a sum of exactly 0 without them) and
+    NaN values (the sum is then NaN)."""
     b = bounds(seg)
     out = _nan(x.shape[0])
     for k in range(b.shape[0] - 1):
         s, e = b[k], b[k + 1]
         lo = s
-        total, nonzero, since = 0.0, 0, 0
+        total, nonzero, nans, since = 0.0, 0, 0, 0
         for i in range(s, e):
             while ts[lo] <= ts[i] - window:
-                total -= x[lo]
+                if math.isnan(x[lo]):
+                    nans -= 1
+                else:
+                    total -= x[lo]
                 nonzero -= x[lo] != 0
                 lo += _1
-            total += x[i]
+            if math.isnan(x[i]):
+                nans += 1
+            else:
+                total += x[i]
             nonzero += x[i] != 0
             since += 1
             if since == REFRESH:
                 total, since = 0.0, 0
                 for j in range(lo, i + _1):
-                    total += x[j]
-            out[i] = total if nonzero else 0.0
+                    if not math.isnan(x[j]):
+                        total += x[j]
+            if nans == 0:
+                out[i] = total if nonzero else 0.0
     return out
