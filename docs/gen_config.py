@@ -306,6 +306,10 @@ def environment_sections() -> list[tuple[str, str, list[tuple[str, ...]]]]:
          "The Dagster instance folder (runs, event logs, schedules; its `dagster.yaml`). The "
          "Makefile sets `$(CURDIR)/.dagster`; `ats demo`, `ats live` and the exporter use a "
          "temporary instance (nothing recorded) when it is unset."),
+        ("NUMBA_CACHE_DIR", "—",
+         "Where numba keeps the compiled feature kernels; unset, beside "
+         "`ats_assets/features/kernels.py`, else `~/.cache`, else the temp folder. The image sets "
+         "it to a folder compiled into at build (`deployment/docker/Dockerfile`)."),
     ]  # fmt: skip
     sources = [
         ("ATS_WAREHOUSE", fmt(default.warehouse),

@@ -249,5 +249,5 @@ def test_null_volumes_are_skipped_and_rows_without_a_minute_are_left_out() -> No
 
 
 def test_a_window_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="positive window"):
+    with pytest.raises(ValueError, match="must be positive"):
         ind.time_window_sum("value", timedelta(0))

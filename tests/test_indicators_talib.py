@@ -312,6 +312,32 @@ def test_a_window_without_change_has_exactly_zero_spread_and_flow_after_a_long_h
     _assert_matches_talib(frame, "MFI")
 
 
+def test_a_null_or_nan_input_is_refused_with_the_indicators_name(goog):
+    """The kernels take no missing values (TA-Lib knows none): a null or NaN close is an error
+    naming the indicator, never a value computed from it."""
+    for bad in (None, float("nan")):
+        frame = goog.head(100).with_columns(
+            close=pl.when(pl.int_range(pl.len()) == 50).then(bad).otherwise(pl.col("close"))
+        )
+        for name in ("RSI", "ADX", "MFI", "LINEARREG_SLOPE", "BBANDS", "EMA"):
+            with pytest.raises(Exception, match="holds nulls or NaN"):
+                frame.select(CASES[name][0]())
+
+
+@pytest.mark.parametrize("period", [0, -3])
+def test_a_period_below_one_is_refused_when_the_expression_is_built(period):
+    for build in (ind.sma, ind.ema, ind.rsi, ind.roc, ind.linreg_slope):
+        with pytest.raises(ValueError, match="must be positive"):
+            build("close", period)
+    with pytest.raises(ValueError, match="must be positive"):
+        ind.willr(period=period)
+
+
+def test_warm_up_loads_every_kernel():
+    ind.warm_up()
+    assert ind.warm_up() < 1.0  # loaded: a second call only evaluates a tiny frame
+
+
 # -- the families -----------------------------------------------------------------------------
 
 

@@ -10,8 +10,9 @@ never depend on the other tickers in the frame (bit for bit).
 Why compiled loops: recursive filters (EMA, Wilder's smoothing) and scans that keep state (a
 window's extreme and where it is) are one pass per ticker in TA-Lib; polars has no segmented scan,
 and composing them from whole-column polars operations costs several passes per indicator.
-``numba`` compiles each kernel once (cached on disk beside this file) and releases the GIL, so
-polars evaluates several indicator expressions in parallel.
+``numba`` compiles each kernel once (about 10 s for all of them on the reference machine; cached
+on disk, beside this file or in ``NUMBA_CACHE_DIR``, and loaded in about 2 s by a new process) and
+releases the GIL, so polars evaluates several indicator expressions in parallel.
 
 Arithmetic, and how it may differ from TA-Lib's in the last bits (the tests hold every kernel to
 TA-Lib within 1e-6 relative; the differences measured are below 1e-10):
@@ -20,24 +21,37 @@ TA-Lib within 1e-6 relative; the differences measured are below 1e-10):
   coefficients precomputed (TA-Lib divides by the period every row): the same filter, a shorter
   dependency chain.
 - Window sums are running totals (add the row entering, subtract the row leaving), as in TA-Lib's
-  SMA. Where a convention tests a sum or a range for 0 (money flow, a flat Bollinger window), the
+  SMA and the stochastic's 3-bar smoothing. Where a convention tests a sum or a range for 0 (money flow, a flat Bollinger window), the
   kernel also counts the window's nonzero terms / price changes, an exact integer, so that an
   all-zero window gives exactly 0 whatever residue the running total holds. Totals other than
-  SMA's are recomputed from their window every ``REFRESH`` rows, so residue never builds up over a
+  those two TA-Lib SMAs are recomputed from their window every ``REFRESH`` rows, so residue never builds up over a
   long history. CCI's mean deviation is about each window's own mean: its windows are summed
   afresh, as TA-Lib does.
 - Aroon tracks a window's maximum / minimum with its index, rescanning the window only when it
   leaves it (TA-Lib's method; ties go to the most recent row); %K and %R, which need only the
   values, scan each short window afresh.
 
-Inputs must not contain NaN (TA-Lib knows no missing values either): a NaN propagates through a
-recursion to the end of its segment.
+The indicator kernels take no NaN (TA-Lib knows no missing values either): the expressions in
+``indicators`` refuse a null or NaN input with an error instead of computing wrong values, and
+refuse a period below 1. The time-window kernels handle NaN as their docstrings say.
 """
 
 import math
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
-from numba import njit
+
+# numba caches compiled kernels beside this file, else under ~/.cache; where neither is writable
+# (a read-only install without a home) it would refuse to load them: use the temp folder then.
+# Deployments set NUMBA_CACHE_DIR to a folder compiled into at build time (deployment/docker).
+if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, os.W_OK):
+    home_cache = Path.home() / ".cache"
+    if not os.access(home_cache if home_cache.exists() else Path.home(), os.W_OK):
+        os.environ["NUMBA_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / "ats-numba-cache")
+
+from numba import njit  # imported after the cache folder is chosen
 
 EPSILON = 1e-14  # TA-Lib's TA_EPSILON
 REFRESH = 128  # rows between recomputations of a running window total
@@ -46,8 +60,9 @@ REFRESH = 128  # rows between recomputations of a running window total
 # turn an unsigned expression into a float, so index arithmetic uses these constants.
 U = np.uint64
 _1, _2 = U(1), U(2)
-# error_model="numpy": a division by zero gives inf / NaN instead of raising (every division is
-# guarded by the indicator's own zero test); "contract": a * b + c may be one fused multiply-add.
+# error_model="numpy": a division by zero gives inf / NaN instead of raising (the indicators'
+# divisions are guarded by their own zero tests); "contract": a * b + c may be one fused
+# multiply-add.
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
 
 
@@ -464,8 +479,6 @@ def obv(seg, close, volume):
     out = _nan(close.shape[0])
     for k in range(b.shape[0] - 1):
         s, e = b[k], b[k + 1]
-        if e == s:
-            continue
         total = volume[s]
         out[s] = total
         for i in range(s + _1, e):

@@ -144,7 +144,9 @@ def compute_days(
     minute = minute.filter(
         pl.any_horizontal([pl.col("session").is_between(*span) for span in spans])
     ).rechunk()
-    intraday = {tf: resample(minute, tf) for tf in ("5m", "15m", "1h") if columns[tf]}
+    intraday = {
+        tf: resample(minute, tf) for tf in TIMEFRAMES if tf not in ("1m", "1d") and columns[tf]
+    }
     return pl.concat([_compute_block(minute, intraday, daily, block, columns) for block in blocks])
 
 

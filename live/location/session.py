@@ -368,7 +368,10 @@ class RealtimeFeatures:
 
     def __init__(self, warehouse, market_data, flow_source, day: date, tickers: list[str]):
         from ats_assets.features.frames import sessions_before as history_sessions
+        from ats_assets.features.indicators import warm_up
         from ats_assets.features.pipeline import DAILY_HISTORY_SESSIONS, MINUTE_HISTORY_SESSIONS
+
+        warm_up()  # the compiled kernels load now, before the open, not on the first decision
 
         self.market_data, self.flow_source = market_data, flow_source
         self.day, self.tickers = day, sorted(tickers)

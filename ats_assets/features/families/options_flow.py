@@ -6,7 +6,8 @@ included), so they mean the same on every intraday timeframe (60 1m bars, 12 5m 
 one 1h bar) and restart at each session's open, the overnight gap being longer than the window.
 
 Builders are self-contained and take their windows as parameters, so a feature's version changes
-whenever what it computes changes.
+whenever what it computes changes; the wall-clock windows run on a kernel of the indicators
+module, so those features also carry ``impl`` (its digest) among their parameters.
 """
 
 from datetime import timedelta
@@ -32,12 +33,14 @@ def _net_bullish_share() -> pl.Expr:
     return pl.when(total > 0).then((bullish - bearish) / total).otherwise(0.0)
 
 
-def _rolling_count(column: str, window: str) -> pl.Expr:
+def _rolling_count(column: str, window: str, impl: str) -> pl.Expr:
+    del impl  # versioning only: the window sum is a kernel in the indicators module
     minutes = timedelta(minutes=int(window.removesuffix("m")))
     return ind.time_window_sum(pl.col(column).cast(pl.Float64), minutes)
 
 
-def _net_premium(window: str) -> pl.Expr:
+def _net_premium(window: str, impl: str) -> pl.Expr:
+    del impl
     # Signed log so a $2M print and a $20k print differ by a few units, not by a factor of 100.
     net = pl.col("bullish_premium").fill_null(0.0) - pl.col("bearish_premium").fill_null(0.0)
     total = ind.time_window_sum(net, timedelta(minutes=int(window.removesuffix("m"))))
@@ -78,7 +81,7 @@ FEATURES: tuple[Feature, ...] = (
         name="flow_sweeps_60min",
         family=FAMILY,
         build=_rolling_count,
-        params={"column": "sweep_count", "window": "60m"},
+        params={"column": "sweep_count", "window": "60m", "impl": ind.VERSION},
         description=(
             "Number of sweep alerts in bars opening within the last 60 minutes (wall clock, this "
             "bar included; restarts each session). Intraday timeframes only."
@@ -89,7 +92,7 @@ FEATURES: tuple[Feature, ...] = (
         name="flow_count_60min",
         family=FAMILY,
         build=_rolling_count,
-        params={"column": "flow_count", "window": "60m"},
+        params={"column": "flow_count", "window": "60m", "impl": ind.VERSION},
         description=(
             "Number of options-flow alerts in bars opening within the last 60 minutes (wall "
             "clock, this bar included; restarts each session). Intraday timeframes only."
@@ -100,7 +103,7 @@ FEATURES: tuple[Feature, ...] = (
         name="flow_net_sweeps_30min",
         family=FAMILY,
         build=_rolling_count,
-        params={"column": "net_sweep_count", "window": "30m"},
+        params={"column": "net_sweep_count", "window": "30m", "impl": ind.VERSION},
         description=(
             "Bullish minus bearish sweep alerts in bars opening within the last 30 minutes (wall "
             "clock, this bar included; restarts each session): aggressive, multi-venue orders."
@@ -111,7 +114,7 @@ FEATURES: tuple[Feature, ...] = (
         name="flow_net_sweeps_60min",
         family=FAMILY,
         build=_rolling_count,
-        params={"column": "net_sweep_count", "window": "60m"},
+        params={"column": "net_sweep_count", "window": "60m", "impl": ind.VERSION},
         description=(
             "Bullish minus bearish sweep alerts in bars opening within the last 60 minutes (wall "
             "clock, this bar included; restarts each session)."
@@ -122,7 +125,7 @@ FEATURES: tuple[Feature, ...] = (
         name="flow_net_premium_60min",
         family=FAMILY,
         build=_net_premium,
-        params={"window": "60m"},
+        params={"window": "60m", "impl": ind.VERSION},
         description=(
             "Net bullish premium of the alerts in bars opening within the last 60 minutes (wall "
             "clock, this bar included; restarts each session), signed log: sign(x) * ln(1 + |x|) "
