@@ -77,7 +77,9 @@ def assert_secret_free(text: str) -> None:
 # -- data ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["bars", "quotes", "trades"])
 def test_rows_equal_the_simulated_source_across_pages(fake: FakeAlpaca, kind: str) -> None:
-    md = client(fake)
+    # A generous timeout: a first page retried after a timeout (a loaded machine) would be a
+    # second request without a page token; timeouts have their own tests below.
+    md = client(fake, timeout_s=5.0)
     assert isinstance(md, MarketData)
     fetched = getattr(md, kind)(fake.tickers, START, END)
 
