@@ -313,14 +313,14 @@ def test_a_window_without_change_has_exactly_zero_spread_and_flow_after_a_long_h
 
 
 def test_a_null_or_nan_input_is_refused_with_the_indicators_name(goog):
-    """The kernels take no missing values (TA-Lib knows none): a null or NaN close is an error
-    naming the indicator, never a value computed from it."""
-    for bad in (None, float("nan")):
+    """The kernels take no missing values (TA-Lib knows none): a null, NaN or infinite close is an
+    error naming the indicator, never a value computed from it."""
+    for bad in (None, float("nan"), float("inf")):
         frame = goog.head(100).with_columns(
             close=pl.when(pl.int_range(pl.len()) == 50).then(bad).otherwise(pl.col("close"))
         )
         for name in ("RSI", "ADX", "MFI", "LINEARREG_SLOPE", "BBANDS", "EMA"):
-            with pytest.raises(Exception, match="holds nulls or NaN"):
+            with pytest.raises(Exception, match="holds nulls, NaN or infinite values"):
                 frame.select(CASES[name][0]())
 
 

@@ -8,7 +8,8 @@ tickers, one included. A ticker's values depend only on its own rows, a value on
 earlier rows. During an indicator's warm-up (the first :func:`lookback` rows of each ticker) the
 value is null where TA-Lib returns NaN; from there on it equals TA-Lib's, run on that ticker's rows
 alone, to about 1e-10 relative or better (the tests require 1e-6). Inputs must not contain nulls or
-NaN (TA-Lib knows no missing values either): an indicator refuses them with an error naming it.
+NaN or infinities (TA-Lib knows no missing values either): an indicator refuses them with an error
+naming it.
 
 How it is computed, and why
 ---------------------------
@@ -71,7 +72,6 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 TICKER = "ticker"
@@ -201,8 +201,11 @@ def _kernel(
 
         *columns, seg = series
         arrays = [s.to_numpy() for s in (seg, *columns)]
-        if not allow_missing and any(np.isnan(a).any() for a in arrays[1:]):
-            raise ValueError(f"{name}: an input holds nulls or NaN; indicators need complete bars")
+        if not allow_missing and not all(kernels.finite(a) for a in arrays[1:]):
+            raise ValueError(
+                f"{name}: an input holds nulls, NaN or infinite values; indicators need "
+                "complete bars"
+            )
         for array in arrays:  # one compiled signature per kernel, whether polars copied or not
             array.flags.writeable = False
         result = getattr(kernels, name)(*arrays, *params)

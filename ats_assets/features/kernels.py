@@ -84,6 +84,16 @@ def bounds(seg):
     return out
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def finite(x):
+    """Whether every value of x is finite: x * 0 sums to 0 unless a value is NaN or infinite
+    (one vectorized pass, no temporary array)."""
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i] * 0.0
+    return total == 0.0
+
+
 @njit(**_JIT)
 def _nan(n):
     out = np.empty(n, np.float64)
