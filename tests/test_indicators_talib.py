@@ -334,8 +334,19 @@ def test_a_period_below_one_is_refused_when_the_expression_is_built(period):
 
 
 def test_warm_up_loads_every_kernel():
-    ind.warm_up()
-    assert ind.warm_up() < 1.0  # loaded: a second call only evaluates a tiny frame
+    from numba.core.registry import CPUDispatcher
+
+    from ats_assets.features import kernels
+
+    assert ind.warm_up() > 0
+    public = {
+        name: f
+        for name, f in vars(kernels).items()
+        if isinstance(f, CPUDispatcher) and not name.startswith("_") and name != "finite"
+    }
+    assert len(public) >= 19
+    # every kernel an expression can call has its compiled signature in this process
+    assert not [name for name, f in public.items() if not f.signatures], "not warmed"
 
 
 # -- the families -----------------------------------------------------------------------------

@@ -68,8 +68,9 @@ TA-Lib conventions followed (where a value differs from a textbook formula, TA-L
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -453,9 +454,6 @@ def warm_up() -> float:
     """Load every kernel into this process (compiling it first if numba's cache has none: about
     10 s once per install, then about 2 s per process), so that the first features computed are
     not delayed; returns the seconds taken. Run at image build and before a live session."""
-    import time
-    from datetime import UTC, datetime
-
     began = time.perf_counter()
     rows = 40
     frame = pl.DataFrame(

@@ -53,7 +53,8 @@ if "NUMBA_CACHE_DIR" not in os.environ and not os.access(Path(__file__).parent, 
 
 from numba import njit  # imported after the cache folder is chosen
 
-EPSILON = 1e-14  # TA-Lib's TA_EPSILON
+from ats_assets.features.indicators import EPSILON  # TA-Lib's TA_EPSILON, one definition
+
 REFRESH = 128  # rows between recomputations of a running window total
 # Row indices are unsigned: with signed ones every x[i - k] carries a negative-index check, which
 # keeps LLVM from vectorizing the loops (ROC: 5 ms -> 1.3 ms for 1.17M rows). An int literal would
