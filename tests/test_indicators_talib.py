@@ -344,7 +344,7 @@ def test_warm_up_loads_every_kernel():
         for name, f in vars(kernels).items()
         if isinstance(f, CPUDispatcher) and not name.startswith("_") and name != "finite"
     }
-    assert len(public) >= 19
+    assert len(public) >= 18  # kernels the expressions call (helpers such as _bounds aside)
     # every kernel an expression can call has its compiled signature in this process
     assert not [name for name, f in public.items() if not f.signatures], "not warmed"
 

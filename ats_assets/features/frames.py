@@ -9,6 +9,7 @@ when a live system could first know it complete.
 
 from datetime import date, timedelta
 
+import numpy as np
 import polars as pl
 
 from ats_assets.core.calendar import nyse_calendar
@@ -27,60 +28,27 @@ FLOW_SUMS = (
 TRADE_SUMS = ("buy_volume", "sell_volume", "trades")
 
 
-def _quote_minutes(quotes: pl.LazyFrame) -> pl.LazyFrame:
-    mid = (pl.col("bid") + pl.col("ask")) / 2
-    depth = pl.col("bid_size") + pl.col("ask_size")
-    return (
-        quotes.filter((pl.col("bid") > 0) & (pl.col("ask") >= pl.col("bid")))
-        .group_by("ticker", pl.col("ts").dt.truncate("1m"))
-        .agg(
-            quoted_spread=(pl.col("ask") - pl.col("bid")).mean(),
-            quoted_spread_bps=((pl.col("ask") - pl.col("bid")) / mid * 1e4).mean(),
-            quote_imbalance=pl.when(depth > 0)
-            .then((pl.col("bid_size") - pl.col("ask_size")) / depth)
-            .mean(),
-        )
-    )
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array`` contiguous and read-only: every kernel input alike, so numba compiles (and
+    caches) one signature per kernel whether polars handed out a view or a copy."""
+    array = np.ascontiguousarray(array)
+    array.flags.writeable = False
+    return array
 
 
-def _trade_minutes(trades: pl.LazyFrame, quotes: pl.LazyFrame) -> pl.LazyFrame:
-    """Trades classified against the prevailing quote mid (as of the trade), summed per minute."""
-    mids = (
-        quotes.filter((pl.col("bid") > 0) & (pl.col("ask") >= pl.col("bid")))
-        .select("ticker", "ts", mid=(pl.col("bid") + pl.col("ask")) / 2)
-        .sort("ticker", "ts")
-    )
-    classified = (
-        trades.select("ticker", "ts", "price", "size")
-        .sort("ticker", "ts")
-        .join_asof(mids, on="ts", by="ticker", strategy="backward", check_sortedness=False)
-    )
-    side = pl.col("price") - pl.col("mid")
-    return classified.group_by("ticker", pl.col("ts").dt.truncate("1m")).agg(
-        buy_volume=pl.when(side > 0).then(pl.col("size")).otherwise(0.0).sum(),
-        sell_volume=pl.when(side < 0).then(pl.col("size")).otherwise(0.0).sum(),
-        effective_spread_bps=(
-            (2 * side.abs() / pl.col("mid") * 1e4 * pl.col("size")).sum()
-            / pl.when(pl.col("mid").is_not_null()).then(pl.col("size")).sum()
-        ).fill_nan(None),  # no quote before any of the minute's trades: unknown, not NaN
-        trades=pl.len().cast(pl.Float64),
-    )
+def _codes(column: pl.Series, tickers: pl.Enum) -> np.ndarray:
+    """Ticker codes (int64; -1 for a null ticker, which matches no bar)."""
+    return _read_only(column.cast(tickers).to_physical().cast(pl.Int64).fill_null(-1).to_numpy())
 
 
-def _flow_minutes(flow: pl.LazyFrame) -> pl.LazyFrame:
-    premium = pl.col("premium")
-    return flow.group_by("ticker", pl.col("ts").dt.truncate("1m")).agg(
-        call_premium=premium.filter(pl.col("option_type") == "call").sum(),
-        put_premium=premium.filter(pl.col("option_type") == "put").sum(),
-        bullish_premium=premium.filter(pl.col("sentiment") == "bullish").sum(),
-        bearish_premium=premium.filter(pl.col("sentiment") == "bearish").sum(),
-        net_sweep_count=(
-            (pl.col("execution") == "sweep").cast(pl.Float64)
-            * pl.when(pl.col("sentiment") == "bullish").then(1.0).otherwise(-1.0)
-        ).sum(),
-        sweep_count=(pl.col("execution") == "sweep").sum().cast(pl.Float64),
-        flow_count=pl.len().cast(pl.Float64),
-    )
+def _epoch_us(column: pl.Series) -> np.ndarray:
+    return _read_only(column.dt.epoch("us").to_numpy())
+
+
+def _floats(frame: pl.DataFrame, *columns: str | pl.Expr) -> list[np.ndarray]:
+    """Columns of ``frame`` as float64 arrays, null as NaN."""
+    values = frame.select(pl.col(c).cast(pl.Float64) if isinstance(c, str) else c for c in columns)
+    return [_read_only(values[c].fill_null(np.nan).to_numpy()) for c in values.columns]
 
 
 def minute_frame(
@@ -88,35 +56,104 @@ def minute_frame(
 ) -> pl.DataFrame:
     """1-minute bars with microstructure and options-flow columns, sorted by ticker and ts.
 
-    Sums are 0 in a minute without events; means (spreads, imbalance) are null there.
+    Each bar gets what happened in its minute (an event's ts truncated to the minute equals the
+    bar's ts) for its ticker: the means of the valid quotes' spread (also in basis points of the
+    mid) and imbalance ((bid size - ask size) / depth), where a quote is valid with bid > 0 and
+    ask >= bid; the buy and sell volume of the trades, a trade being a buy above / a sell below
+    the mid of the ticker's last valid quote at or before it (earlier sessions included), with
+    their size-weighted effective spread 2 |price - mid| / mid in basis points and their count;
+    and the options flow's premiums (call, put, bullish, bearish), sweeps (net of bearish ones)
+    and count. Sums are 0 in a minute without events; means (spreads, imbalance) are null there.
+    The passes are compiled (:mod:`ats_assets.features.minute_kernels`).
     """
+    from ats_assets.features import minute_kernels as mk  # numba: loaded on first use
+
+    tickers = pl.Enum(
+        pl.concat([f["ticker"].unique() for f in (bars, quotes, trades, flow)])
+        .drop_nulls()
+        .unique()
+        .sort()
+    )
+    codes = len(tickers.categories)
+    bar_code = _codes(bars["ticker"], tickers)
+    perm, bar_starts = (_read_only(a) for a in mk.order(bar_code, _epoch_us(bars["ts"]), codes))
     sessions = sorted(bars["session"].unique().to_list())
-    bounds = nyse_calendar().bounds_frame(sessions).select("session", "session_open").lazy()
-    quotes_lazy = quotes.lazy()
-    frame = (
-        bars.lazy()
-        .select(
-            "ticker",
-            "session",
-            "ts",
-            *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume")],
-            pl.col("vwap").cast(pl.Float64),
-            pl.col("trade_count").cast(pl.Float64),
-        )
-        .join(bounds, on="session", how="left")
-        .with_columns(
-            minute_of_session=((pl.col("ts") - pl.col("session_open")).dt.total_minutes()).cast(
-                pl.Int32
+    opens = nyse_calendar().bounds_frame(sessions).select("session", "session_open")
+    frame = bars[perm].select(
+        "ticker",
+        "session",
+        "ts",
+        *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume")],
+        pl.col("vwap").cast(pl.Float64),
+        pl.col("trade_count").cast(pl.Float64),
+        minute_of_session=(
+            pl.col("ts")
+            - pl.col("session").replace_strict(
+                opens["session"], opens["session_open"], return_dtype=pl.Datetime("us", "UTC")
             )
         )
-        .drop("session_open")
-        .join(_quote_minutes(quotes_lazy), on=["ticker", "ts"], how="left")
-        .join(_trade_minutes(trades.lazy(), quotes_lazy), on=["ticker", "ts"], how="left")
-        .join(_flow_minutes(flow.lazy()), on=["ticker", "ts"], how="left")
-        .with_columns(pl.col(*TRADE_SUMS, *FLOW_SUMS).fill_null(0.0))
-        .sort("ticker", "ts")
+        .dt.total_minutes()
+        .cast(pl.Int32),
     )
-    return frame.collect()
+    bar_ts = _epoch_us(frame["ts"])
+    bar_code = _read_only(bar_code[perm])
+    names = (*mk.QUOTE_COLUMNS, *mk.TRADE_COLUMNS, *FLOW_SUMS)
+    enriched = np.zeros((len(names), len(frame)))  # one row per column; the kernels fill them
+    quoted, traded, flowed = np.split(enriched, [len(mk.QUOTE_COLUMNS), -len(FLOW_SUMS)])
+
+    valid = quotes.filter((pl.col("bid") > 0) & (pl.col("ask") >= pl.col("bid")))
+    quote_code = _codes(valid["ticker"], tickers)
+    quote_ts = _epoch_us(valid["ts"])
+    quote_perm, quote_starts = (_read_only(a) for a in mk.order(quote_code, quote_ts, codes))
+    bid, ask, bid_size, ask_size = _floats(valid, "bid", "ask", "bid_size", "ask_size")
+    rows = _read_only(mk.locate(bar_starts, bar_ts, quote_code, quote_ts))
+    mk.quote_minutes(rows, bid, ask, bid_size, ask_size, quoted)
+
+    trade_code = _codes(trades["ticker"], tickers)
+    trade_ts = _epoch_us(trades["ts"])
+    price, size = _floats(trades, "price", "size")
+    mk.trade_minutes(
+        _read_only(mk.locate(bar_starts, bar_ts, trade_code, trade_ts)),
+        trade_code,
+        trade_ts,
+        price,
+        size,
+        quote_starts,
+        _read_only(quote_ts[quote_perm]),
+        _read_only(((bid + ask) / 2)[quote_perm]),
+        traded,
+    )
+
+    premium = pl.col("premium").cast(pl.Float64)
+    sweep = (pl.col("execution") == "sweep").cast(pl.Float64)
+    flow_values = _floats(
+        flow,
+        *(
+            pl.when(condition).then(premium).alias(name)
+            for name, condition in (
+                ("call_premium", pl.col("option_type") == "call"),
+                ("put_premium", pl.col("option_type") == "put"),
+                ("bullish_premium", pl.col("sentiment") == "bullish"),
+                ("bearish_premium", pl.col("sentiment") == "bearish"),
+            )
+        ),
+        (sweep * pl.when(pl.col("sentiment") == "bullish").then(1.0).otherwise(-1.0)).alias(
+            "net_sweep_count"
+        ),
+        sweep.alias("sweep_count"),
+        pl.lit(1.0).alias("flow_count"),
+    )
+    flow_code = _codes(flow["ticker"], tickers)
+    mk.sums(
+        _read_only(mk.locate(bar_starts, bar_ts, flow_code, _epoch_us(flow["ts"]))),
+        _read_only(np.column_stack(flow_values).reshape(len(flow), len(FLOW_SUMS))),
+        flowed,
+    )
+    mk.copy_duplicates(bar_code, bar_ts, enriched)
+    return frame.with_columns(
+        pl.Series(name, values, nan_to_null=True)
+        for name, values in zip(names, enriched, strict=True)
+    )
 
 
 def resample(minute: pl.DataFrame, timeframe: str) -> pl.DataFrame:

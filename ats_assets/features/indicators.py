@@ -451,7 +451,7 @@ def time_window_sum(x: IntoExpr, window: timedelta) -> pl.Expr:
 
 
 def warm_up() -> float:
-    """Load every kernel into this process (compiling it first if numba's cache has none: about
+    """Load every kernel, the minute frame's too, into this process (compiling it first if numba's cache has none: about
     10 s once per install, then about 2 s per process), so that the first features computed are
     not delayed; returns the seconds taken. Run at image build and before a live session."""
     began = time.perf_counter()
@@ -492,7 +492,38 @@ def warm_up() -> float:
         relative_to_time_of_day().alias("relative"),
         time_window_sum("volume", timedelta(minutes=60)).alias("window"),
     )
+    _warm_minute_frame(frame)
     return time.perf_counter() - began
+
+
+def _warm_minute_frame(frame: pl.DataFrame) -> None:
+    """Build a minute frame from ``frame``'s bars and a few events (its compiled passes)."""
+    from ats_assets.features.frames import minute_frame
+
+    bars = frame.select(
+        "ticker",
+        "ts",
+        open="close",
+        high="high",
+        low="low",
+        close="close",
+        volume="volume",
+        vwap="close",
+        trade_count="volume",
+        session=pl.col("ts").dt.date(),
+    )
+    events = bars.select("ticker", "ts").head(3)
+    minute_frame(
+        bars,
+        events.with_columns(bid=9.9, ask=10.1, bid_size=100, ask_size=100),
+        events.with_columns(price=10.0, size=100.0),
+        events.with_columns(
+            premium=1e4,
+            option_type=pl.lit("call"),
+            sentiment=pl.lit("bullish"),
+            execution=pl.lit("sweep"),
+        ),
+    )
 
 
 # -- lookbacks ---------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"cont
 
 
 @njit(**_JIT)
-def bounds(seg):
+def _bounds(seg):
     """Start of each segment, then the frame's length: segment k is rows ``b[k]:b[k + 1]``."""
     n = seg.shape[0]
     count = 0
@@ -119,7 +119,7 @@ def _range_oscillator(seg, high, low, close, window, fastk):
     ``window`` bars: fast %K, 100 (close - LL) / (HH - LL) (``fastk``), or Williams' %R,
     -100 (HH - close) / (HH - LL); 0 on a flat range. Each window is scanned afresh: for the short
     windows used here that beats tracking the extremes, whose rescans branch unpredictably."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(close.shape[0])
     w = U(window)
     for k in range(b.shape[0] - 1):
@@ -144,7 +144,7 @@ def _aroon(seg, high, low, period, oscillator):
     extreme of the last n + 1 bars, the most recent one when tied), or (``oscillator``) up - down
     as the first output. The extremes are tracked with their index, TA-Lib's way: a window is
     rescanned only when its extreme has left it."""
-    b = bounds(seg)
+    b = _bounds(seg)
     n = high.shape[0]
     out, second = _nan(n), _nan(0 if oscillator else n)
     factor = 100.0 / period
@@ -182,7 +182,7 @@ def _aroon(seg, high, low, period, oscillator):
 @njit(**_JIT)
 def sma(seg, x, period):
     """TA-Lib SMA: a running total over the ticker's rows; first value at row period - 1."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(x.shape[0])
     p = U(period)
     for k in range(b.shape[0] - 1):
@@ -203,7 +203,7 @@ def sma(seg, x, period):
 def ema(seg, x, period):
     """TA-Lib EMA: seeded with the mean of the first ``period`` rows, at row period - 1, then
     y = k x + (1 - k) y with k = 2 / (period + 1)."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(x.shape[0])
     p = U(period)
     k_new = 2.0 / (period + 1)
@@ -228,7 +228,7 @@ def macd(seg, x, fast, slow, signal):
     """TA-Lib MACD: line, signal, histogram, all from row slow + signal - 2. Both EMAs are
     written from row slow - 1 (the fast one seeded with the mean of the ``fast`` rows ending
     there), the signal EMA is seeded with the mean of the first ``signal`` MACD values."""
-    b = bounds(seg)
+    b = _bounds(seg)
     n = x.shape[0]
     line, sig, hist = _nan(n), _nan(n), _nan(n)
     f_p, s_p = U(fast), U(slow)
@@ -287,7 +287,7 @@ def bollinger(seg, x, period):
     period - 1. Running sums of the values less a reference (the first value of the window at the
     last refresh) keep the variance free of cancellation; a window without a price change has a
     deviation of exactly 0."""
-    b = bounds(seg)
+    b = _bounds(seg)
     n = x.shape[0]
     mean, sd = _nan(n), _nan(n)
     p = U(period)
@@ -322,7 +322,7 @@ def bollinger(seg, x, period):
 def rsi(seg, x, period):
     """TA-Lib RSI: Wilder-smoothed gains and losses seeded with the mean of the first ``period``
     changes; 100 gain / (gain + loss), 0 when both are 0; first value at row period."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(x.shape[0])
     p = U(period)
     keep, add = (period - 1.0) / period, 1.0 / period
@@ -353,7 +353,7 @@ def rsi(seg, x, period):
 @njit(**_JIT)
 def roc(seg, x, period):
     """TA-Lib ROC: 100 (x / x[-period] - 1), 0 when x[-period] == 0; from row period."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(x.shape[0])
     p = U(period)
     for k in range(b.shape[0] - 1):
@@ -372,7 +372,7 @@ def stoch(seg, high, low, close, fastk_period, slowk_period, slowd_period):
     range), slow %K its SMA, slow %D the SMA of slow %K (running totals, as TA-Lib's SMA); both
     from row fastk + slowk + slowd - 3."""
     fastk = _range_oscillator(seg, high, low, close, fastk_period, True)
-    b = bounds(seg)
+    b = _bounds(seg)
     n = close.shape[0]
     k_out, d_out = _nan(n), _nan(n)
     fk, sk, sd = U(fastk_period), U(slowk_period), U(slowd_period)
@@ -411,7 +411,7 @@ def willr(seg, high, low, close, period):
 def cci(seg, high, low, close, period):
     """TA-Lib CCI on the typical price, the mean absolute deviation taken about each window's own
     mean; 0 when the deviation or the mean deviation is <= 1e-14 |mean|; from row period - 1."""
-    b = bounds(seg)
+    b = _bounds(seg)
     n = close.shape[0]
     tp = (high + low + close) / 3.0
     out = _nan(n)
@@ -451,7 +451,7 @@ def _money_flow(tp, volume, j):
 def mfi(seg, high, low, close, volume, period):
     """TA-Lib MFI: positive / negative money flow summed over the last ``period`` bars (rows
     1..period for the first value, at row period); 0 when both sums are 0."""
-    b = bounds(seg)
+    b = _bounds(seg)
     n = close.shape[0]
     tp = (high + low + close) / 3.0
     out = _nan(n)
@@ -486,7 +486,7 @@ def mfi(seg, high, low, close, volume, period):
 def obv(seg, close, volume):
     """TA-Lib OBV: each ticker starts at its first bar's volume, then adds the volume on an up
     close and subtracts it on a down close."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(close.shape[0])
     for k in range(b.shape[0] - 1):
         s, e = b[k], b[k + 1]
@@ -535,7 +535,7 @@ def linreg_slope(seg, x, period):
     """TA-Lib LINEARREG_SLOPE: least-squares slope per bar over each window; from row
     period - 1. The sums slide with the window: sum_xy gains sum_y and loses period x the row
     leaving."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(x.shape[0])
     p = U(period)
     sum_x = period * (period - 1) * 0.5
@@ -563,7 +563,7 @@ def adx(seg, high, low, close, period):
     seeded with the mean of the DX of rows n..2n-1, then Wilder-smoothed. A DX whose TR or DI sum
     is below 1e-14 is skipped: it counts 0 in the seed and leaves ADX as it was. First value at
     row 2n - 1."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(close.shape[0])
     p = U(period)
     first = _2 * p - _1
@@ -617,7 +617,7 @@ def adx(seg, high, low, close, period):
 def atr(seg, high, low, close, period, normalised=False):
     """TA-Lib ATR: Wilder's smoothing of the true range seeded with the mean of rows 1..period;
     first value at row period. ``normalised``: TA-Lib NATR, 100 ATR / close (0 when close is 0)."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(close.shape[0])
     p = U(period)
     keep, add = (period - 1.0) / period, 1.0 / period
@@ -649,7 +649,7 @@ def relative_to_time_of_day(seg, minute, x, sessions, min_sessions):
     place), at least ``min_sessions`` values and a mean above 0 are needed (NaN otherwise). The
     earlier values are added from the most recent back. A row whose minute is NaN or negative
     has no place: NaN, and it is not remembered."""
-    b = bounds(seg)
+    b = _bounds(seg)
     n = x.shape[0]
     out = _nan(n)
     slots = 1
@@ -685,7 +685,7 @@ def time_window_sum(seg, ts, x, window):
     in one unit, as float64): a running total between two pointers, recomputed every ``REFRESH``
     rows, with exact counts of the window's nonzero values (a sum of exactly 0 without them) and
     NaN values (the sum is then NaN)."""
-    b = bounds(seg)
+    b = _bounds(seg)
     out = _nan(x.shape[0])
     for k in range(b.shape[0] - 1):
         s, e = b[k], b[k + 1]

@@ -1,0 +1,192 @@
+"""Compiled passes that build the minute frame: quotes, trades and options flow summed into the
+1-minute bar of their ticker and minute (see ``frames.minute_frame``).
+
+Tickers are small integer *codes* (one code per distinct ticker of all the inputs) and times
+int64 microseconds since the epoch. The bars are put in (code, ts) order with a stable counting
+sort by code (input that arrives session by session is then already in time order within each
+code: checked, and sorted by time otherwise); an event finds its bar by a binary search among its
+ticker's bars, and a trade its prevailing quote among its ticker's valid quotes the same way. No
+join, no group-by: about 4x faster than the same in polars on 150 tickers x 20 sessions
+(``make bench-features``), and each minute's sums are added in the events' input order, so the
+result does not vary from run to run.
+"""
+
+import numpy as np
+from numba import njit  # imported after the cache folder is chosen (by kernels)
+
+from ats_assets.features.kernels import _JIT  # also chooses numba's cache folder
+
+MINUTE_US = 60_000_000
+QUOTE_COLUMNS = ("quoted_spread", "quoted_spread_bps", "quote_imbalance")
+TRADE_COLUMNS = ("buy_volume", "sell_volume", "effective_spread_bps", "trades")
+
+
+@njit(**_JIT)
+def order(code, ts, codes):
+    """A permutation that sorts rows by (code, ts), and the start of each code's rows in it
+    (``starts[c]:starts[c + 1]``). Stable; rows of one code already in time order keep their
+    order without a sort."""
+    n = code.shape[0]
+    starts = np.zeros(codes + 1, np.int64)
+    for i in range(n):
+        starts[code[i] + 1] += 1
+    for c in range(codes):
+        starts[c + 1] += starts[c]
+    fill = starts[:-1].copy()
+    perm = np.empty(n, np.int64)
+    for i in range(n):
+        c = code[i]
+        perm[fill[c]] = i
+        fill[c] += 1
+    for c in range(codes):
+        lo, hi = starts[c], starts[c + 1]
+        for j in range(lo + 1, hi):
+            if ts[perm[j]] < ts[perm[j - 1]]:
+                block = perm[lo:hi]
+                perm[lo:hi] = block[np.argsort(ts[block], kind="mergesort")]
+                break
+    return perm, starts
+
+
+@njit(**_JIT)
+def _last_at_or_before(times, lo, hi, t):
+    """The last index in ``lo:hi`` with ``times[index] <= t`` (``times`` ascending there), or
+    ``lo - 1``."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if times[mid] <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+@njit(**_JIT)
+def locate(bar_starts, bar_ts, code, ts):
+    """For each event (``code``, ``ts``): the row of the bar of its ticker whose ts is the event's
+    minute, -1 where there is none. Bars are in (code, ts) order, ``bar_starts`` per code; with
+    two bars of one minute, the first. Events that follow one another in time within a ticker
+    (the usual order) step forward from the previous event's bar instead of searching."""
+    n = code.shape[0]
+    codes = bar_starts.shape[0] - 1
+    rows = np.full(n, -1, np.int64)
+    last_code, at = -1, 0
+    for i in range(n):
+        c = code[i]
+        if c < 0 or c >= codes:
+            continue
+        minute = (ts[i] // MINUTE_US) * MINUTE_US
+        lo, hi = bar_starts[c], bar_starts[c + 1]
+        if c == last_code and at < hi and bar_ts[at] <= minute:
+            while at < hi and bar_ts[at] < minute:  # first bar with ts >= minute, from ``at``
+                at += 1
+            lo = at
+        else:
+            while lo < hi:  # first bar with ts >= minute
+                mid = (lo + hi) // 2
+                if bar_ts[mid] < minute:
+                    lo = mid + 1
+                else:
+                    hi = mid
+        last_code, at = c, lo
+        if lo < bar_starts[c + 1] and bar_ts[lo] == minute:
+            rows[i] = lo
+    return rows
+
+
+@njit(**_JIT)
+def quote_minutes(rows, bid, ask, bid_size, ask_size, out):
+    """Per bar row: mean quoted spread, mean spread in basis points of the mid, and mean quote
+    imbalance (bid size - ask size) / depth, over the minute's valid quotes (bid > 0, ask >= bid;
+    imbalance over those with depth > 0), into ``out`` (3 x bars, zeros). NaN where the minute
+    has none."""
+    bars = out.shape[1]
+    count = np.zeros(bars)
+    deep = np.zeros(bars)
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r < 0 or not (bid[i] > 0 and ask[i] >= bid[i]):
+            continue
+        spread = ask[i] - bid[i]
+        out[0, r] += spread
+        out[1, r] += spread / ((bid[i] + ask[i]) / 2) * 1e4
+        count[r] += 1
+        depth = bid_size[i] + ask_size[i]
+        if depth > 0:
+            out[2, r] += (bid_size[i] - ask_size[i]) / depth
+            deep[r] += 1
+    for r in range(bars):
+        out[0, r] = out[0, r] / count[r] if count[r] > 0 else np.nan
+        out[1, r] = out[1, r] / count[r] if count[r] > 0 else np.nan
+        out[2, r] = out[2, r] / deep[r] if deep[r] > 0 else np.nan
+    return out
+
+
+@njit(**_JIT)
+def trade_minutes(rows, code, ts, price, size, quote_starts, quote_ts, quote_mid, out):
+    """Per bar row: buy volume, sell volume, size-weighted effective spread (bps) and the number
+    of trades, into ``out`` (4 x bars, zeros). A trade is a buy above / a sell below the mid of its ticker's last valid quote at
+    or before it (``quote_*`` in (code, ts) order, ``quote_starts`` per code); without such a
+    quote it is neither, and its size does not weigh in the spread. NaN sizes or prices add
+    nothing (the trade still counts); the spread is NaN where no trade of the minute had a
+    quote."""
+    bars = out.shape[1]
+    weight = np.zeros(bars)
+    codes = quote_starts.shape[0] - 1
+    last_code, last_ts, q = -1, 0, -1
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r < 0:
+            continue
+        out[3, r] += 1
+        c = code[i]
+        if c >= codes:
+            continue
+        end = quote_starts[c + 1]
+        if c == last_code and last_ts <= ts[i]:  # later in the same ticker: step forward
+            while q + 1 < end and quote_ts[q + 1] <= ts[i]:
+                q += 1
+        else:
+            q = _last_at_or_before(quote_ts, quote_starts[c], end, ts[i])
+        last_code, last_ts = c, ts[i]
+        if q < quote_starts[c]:
+            continue
+        mid = quote_mid[q]
+        side = price[i] - mid
+        if side > 0 and size[i] == size[i]:
+            out[0, r] += size[i]
+        elif side < 0 and size[i] == size[i]:
+            out[1, r] += size[i]
+        spread = 2 * abs(side) / mid * 1e4 * size[i]
+        if spread == spread:
+            out[2, r] += spread
+        if size[i] == size[i]:
+            weight[r] += size[i]
+    for r in range(bars):
+        out[2, r] = out[2, r] / weight[r] if weight[r] != 0 else np.nan
+    return out
+
+
+@njit(**_JIT)
+def sums(rows, values, out):
+    """Per bar row, each column of ``values`` (events x columns) summed over the minute's events
+    into ``out`` (columns x bars, zeros), NaN adding nothing; 0 where there are none."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r < 0:
+            continue
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            if v == v:
+                out[j, r] += v
+    return out
+
+
+@njit(**_JIT)
+def copy_duplicates(code, ts, out):
+    """Give a bar that repeats the previous bar's (code, ts) that bar's values (events were
+    summed into the first of them)."""
+    for r in range(1, code.shape[0]):
+        if code[r] == code[r - 1] and ts[r] == ts[r - 1]:
+            for j in range(out.shape[0]):
+                out[j, r] = out[j, r - 1]
