@@ -5,7 +5,7 @@ starts with one of the NAMEs); prints a table. Input: simulated 1-minute bars of
 150 tickers over 20 NYSE sessions (about 1.17M rows), sorted by ticker then ts.
 
 - *ours*: ``frame.select(...)`` of the indicator's expression, eager, as the feature pipeline
-  evaluates them: all tickers at once. A multi-output indicator is its ``*_struct`` expression
+  evaluates them: all tickers at once, the ticker column an Enum (``pipeline.compute_days``). A multi-output indicator is its ``*_struct`` expression
   (all outputs from one evaluation, as TA-Lib returns them), unnested.
 - *TA-Lib*: what a user would write: a Python loop over the tickers calling ``talib`` on each
   ticker's float64 numpy arrays, then concatenating each output into one column. Splitting the
@@ -109,7 +109,9 @@ def build_frame() -> pl.DataFrame:
         )
         for d in days
     ]
-    return pl.concat(frames).sort("ticker", "ts")
+    frame = pl.concat(frames).sort("ticker", "ts")
+    # as the feature pipeline evaluates indicators: the ticker an Enum of the sorted tickers
+    return frame.with_columns(pl.col("ticker").cast(pl.Enum(frame["ticker"].unique().sort())))
 
 
 def split(frame: pl.DataFrame) -> Arrays:

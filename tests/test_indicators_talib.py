@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 import talib
 from backtesting.test import GOOG
+from polars.testing import assert_frame_equal
 
 from ats_assets.core.calendar import nyse_calendar
 from ats_assets.features import indicators as ind
@@ -221,6 +222,41 @@ def test_a_single_row_ticker_and_a_ticker_shorter_than_the_lookback(goog):
     )
     for name in CASES:
         _assert_matches_talib(frame, name)
+
+
+@pytest.mark.parametrize("period", [2, 3, 5, 14, 30])
+def test_window_extremes_across_blocks_of_every_ticker_length(goog, period):
+    # %R and %K take a window's extremes from blocks of ``period`` rows: tickers of every length
+    # around the block size and its multiples, each equal to TA-Lib run on it alone
+    lengths = [1, period - 1, period, period + 1, 2 * period - 1, 2 * period, 2 * period + 3, 97]
+    offsets = np.cumsum([0, *lengths])
+    frame = pl.concat(
+        goog.slice(int(o) % 2000, n).with_columns(ticker=pl.lit(f"T{k:02d}"))
+        for k, (o, n) in enumerate(zip(offsets, lengths, strict=False))
+        if n > 0
+    )
+    ours = frame.select(
+        ind.willr(period=period).alias("willr"), ind.stoch_struct(fastk_period=period).alias("k")
+    ).unnest("k")
+    for ticker, start, n in _ticker_slices(frame):
+        h, low, c, _ = _arrays(frame.slice(start, n))
+        expected = {"willr": talib.WILLR(h, low, c, period), "k": talib.STOCH(h, low, c, period)[0]}
+        for column, values in expected.items():
+            actual = ours[column].slice(start, n).cast(pl.Float64).to_numpy()
+            np.testing.assert_array_equal(np.isnan(actual), np.isnan(values), err_msg=ticker)
+            np.testing.assert_allclose(actual, values, rtol=RTOL, atol=ATOL, err_msg=ticker)
+
+
+@pytest.mark.parametrize("dtype", ["categorical", "enum"])
+def test_a_categorical_ticker_gives_the_same_values_bit_for_bit(minutes, dtype):
+    # the pipeline's frames carry the ticker as an Enum, whose codes the kernels take as segments
+    categories = minutes["ticker"].unique().sort()
+    cast = pl.Categorical() if dtype == "categorical" else pl.Enum(categories)
+    coded = minutes.with_columns(pl.col("ticker").cast(cast))
+    for name, (exprs, _, _) in CASES.items():
+        expected = minutes.select(e.alias(f"{name}{i}") for i, e in enumerate(exprs()))
+        actual = coded.select(e.alias(f"{name}{i}") for i, e in enumerate(exprs()))
+        assert_frame_equal(actual, expected)
 
 
 def test_struct_variants_give_the_tuple_outputs(minutes):

@@ -200,8 +200,8 @@ def _kernel(
     def run(series: list[pl.Series]) -> pl.Series:
         from ats_assets.features import kernels  # numba: loaded on first use, not at import
 
-        *columns, seg = series
-        arrays = [s.to_numpy() for s in (seg, *columns)]
+        *columns, ticker = series
+        arrays = [s.to_numpy() for s in (_segments(ticker), *columns)]
         if not allow_missing and not all(kernels.finite(a) for a in arrays[1:]):
             raise ValueError(
                 f"{name}: an input holds nulls, NaN or infinite values; indicators need "
@@ -217,7 +217,16 @@ def _kernel(
 
     dtype = pl.Struct(dict.fromkeys(outputs, pl.Float64)) if outputs else pl.Float64
     exprs = [_col(x).cast(pl.Float64) for x in inputs]
-    return pl.map_batches([*exprs, _segment()], run, return_dtype=dtype)
+    return pl.map_batches([*exprs, pl.col(TICKER)], run, return_dtype=dtype)
+
+
+def _segments(ticker: pl.Series) -> pl.Series:
+    """Per row, an integer that changes exactly where the ticker does (UInt32): a categorical
+    ticker's codes as they are (the feature pipeline's frames: no pass over the rows), else the
+    run id of the ticker (:func:`_segment`)."""
+    if isinstance(ticker.dtype, pl.Categorical | pl.Enum) and not ticker.null_count():
+        return ticker.to_physical().cast(pl.UInt32)
+    return ticker.rle_id()
 
 
 # -- overlap studies -------------------------------------------------------------------------

@@ -117,18 +117,42 @@ def _flat(highest, lowest):
 def _range_oscillator(seg, high, low, close, window, fastk):
     """From each ticker's row window - 1 on, where the close sits in the range of the last
     ``window`` bars: fast %K, 100 (close - LL) / (HH - LL) (``fastk``), or Williams' %R,
-    -100 (HH - close) / (HH - LL); 0 on a flat range. Each window is scanned afresh: for the short
-    windows used here that beats tracking the extremes, whose rescans branch unpredictably."""
+    -100 (HH - close) / (HH - LL); 0 on a flat range.
+
+    The window's extremes come from van Herk and Gil-Werman's method: the ticker's rows cut into
+    blocks of ``window`` rows, each row keeps the extreme from its block's start up to it and
+    from it to its block's end; a window spans at most two blocks, so its extreme is that of the
+    end part of its first row's block and the start part of its last row's. Three passes without
+    unpredictable branches, the same values as a scan (an extreme is exact)."""
     b = _bounds(seg)
     out = _nan(close.shape[0])
     w = U(window)
+    longest = U(0)
     for k in range(b.shape[0] - 1):
-        for i in range(b[k] + w - _1, b[k + 1]):
-            first = i + _1 - w
-            hh, ll = high[first], low[first]
-            for j in range(first + _1, i + _1):
-                hh = max(hh, high[j])
-                ll = min(ll, low[j])
+        longest = max(longest, b[k + 1] - b[k])
+    up_h, up_l, down_h, down_l = _nan(longest), _nan(longest), _nan(longest), _nan(longest)
+    for k in range(b.shape[0] - 1):
+        s, e = b[k], b[k + 1]
+        size = e - s
+        if size < w:
+            continue
+        for start in range(U(0), size, w):  # from the block's start up to r
+            up_h[start], up_l[start] = high[s + start], low[s + start]
+            for r in range(start + _1, min(start + w, size)):
+                up_h[r] = max(up_h[r - _1], high[s + r])
+                up_l[r] = min(up_l[r - _1], low[s + r])
+        for start in range(U(0), size, w):  # from r to its block's end
+            last = min(start + w, size) - _1
+            down_h[last], down_l[last] = high[s + last], low[s + last]
+            for j in range(last - start):
+                q = last - _1 - j
+                down_h[q] = max(down_h[q + _1], high[s + q])
+                down_l[q] = min(down_l[q + _1], low[s + q])
+        for r in range(w - _1, size):
+            first = r + _1 - w
+            hh = max(down_h[first], up_h[r])
+            ll = min(down_l[first], up_l[r])
+            i = s + r
             if _flat(hh, ll):
                 out[i] = 0.0
             elif fastk:

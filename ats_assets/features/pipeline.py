@@ -136,18 +136,31 @@ def compute_days(
         ]
         for timeframe in TIMEFRAMES
     }
-    # The 1-minute rows that some block reads, in one chunk (the streaming engine that builds
-    # the minute frame leaves many, which slows the group-bys and makes every NumPy view of a
-    # column a copy), and their bars: a bar lies within one session, so it is the same whichever
-    # sessions are resampled with it, and each timeframe is resampled once rather than once per
-    # block with its look-back.
-    minute = minute.filter(
-        pl.any_horizontal([pl.col("session").is_between(*span) for span in spans])
-    ).rechunk()
+    # The 1-minute rows that some block reads, in one chunk (many chunks slow the group-bys and
+    # make every NumPy view of a column a copy), and their bars: a bar lies within one session,
+    # so it is the same whichever sessions are resampled with it, and each timeframe is
+    # resampled once rather than once per block with its look-back. While computing, tickers
+    # are an Enum of the sorted tickers: its codes keep the frames' order, and the indicator
+    # kernels take a ticker's codes as its segment instead of a pass over the strings (about
+    # 2 ms per indicator on 150 tickers x 20 sessions).
+    tickers = pl.Enum(
+        pl.concat([minute["ticker"].unique(), daily["ticker"].unique()])
+        .drop_nulls()
+        .unique()
+        .sort()
+    )
+    minute = (
+        minute.filter(pl.any_horizontal([pl.col("session").is_between(*span) for span in spans]))
+        .with_columns(pl.col("ticker").cast(tickers))
+        .rechunk()
+    )
+    daily = daily.with_columns(pl.col("ticker").cast(tickers))
     intraday = {
         tf: resample(minute, tf) for tf in TIMEFRAMES if tf not in ("1m", "1d") and columns[tf]
     }
-    return pl.concat([_compute_block(minute, intraday, daily, block, columns) for block in blocks])
+    return pl.concat(
+        [_compute_block(minute, intraday, daily, block, columns) for block in blocks]
+    ).with_columns(pl.col("ticker").cast(pl.String))
 
 
 def compute_day(
