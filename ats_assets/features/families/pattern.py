@@ -37,7 +37,10 @@ def _engulfing() -> pl.Expr:
         & (top >= top.shift(1))
         & (body > body.shift(1))
     )
-    return pl.when(engulfs).then(direction).otherwise(0.0).cast(pl.Float64).over("ticker")
+    # The frame is sorted by ticker: the previous row is the same ticker's where the ticker is
+    # unchanged (the same values as ``.over("ticker")``, at a third of the time).
+    same_ticker = pl.col("ticker") == pl.col("ticker").shift(1)
+    return pl.when(engulfs & same_ticker).then(direction).otherwise(0.0).cast(pl.Float64)
 
 
 def _hammer(shadow_to_body: float, max_opposite_shadow: float) -> pl.Expr:
@@ -75,14 +78,18 @@ def _range_break(bars: int) -> pl.Expr:
     prior_low = pl.col("low").shift(1).rolling_min(bars, min_samples=bars)
     up = (pl.col("close") > prior_high).fill_null(False).cast(pl.Float64)
     down = (pl.col("close") < prior_low).fill_null(False).cast(pl.Float64)
-    return (up - down).over("ticker")
+    # Window extremes are exact, so they can run down the whole sorted column: a window is the
+    # ticker's own where the row ``bars`` back has the same ticker (as ``.over("ticker")``).
+    same_ticker = pl.col("ticker") == pl.col("ticker").shift(bars)
+    return pl.when(same_ticker).then(up - down).otherwise(0.0)
 
 
 def _inside_bar() -> pl.Expr:
     h, lo = pl.col("high"), pl.col("low")
     h1, lo1 = h.shift(1), lo.shift(1)
-    flag = (h <= h1) & (lo >= lo1) & ((h - lo) < (h1 - lo1))
-    return flag.fill_null(False).cast(pl.Float64).over("ticker")
+    same_ticker = pl.col("ticker") == pl.col("ticker").shift(1)  # sorted by ticker
+    flag = (h <= h1) & (lo >= lo1) & ((h - lo) < (h1 - lo1)) & same_ticker
+    return flag.fill_null(False).cast(pl.Float64)
 
 
 FEATURES: tuple[Feature, ...] = (

@@ -20,7 +20,10 @@ FAMILY = "price"
 
 
 def _log_return(bars: int) -> pl.Expr:
-    return (pl.col("close") / pl.col("close").shift(bars)).log().over("ticker")
+    # The frame is sorted by ticker: the row ``bars`` back is the same ticker's exactly when its
+    # ticker is the same (the same values as ``.over("ticker")``, at a third of the time).
+    same_ticker = pl.col("ticker") == pl.col("ticker").shift(bars)
+    return pl.when(same_ticker).then((pl.col("close") / pl.col("close").shift(bars)).log())
 
 
 def _overnight_gap() -> pl.Expr:
