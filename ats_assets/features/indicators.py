@@ -460,9 +460,10 @@ def time_window_sum(x: IntoExpr, window: timedelta) -> pl.Expr:
 
 
 def warm_up() -> float:
-    """Load every kernel, the minute frame's too, into this process (compiling it first if numba's cache has none: about
-    10 s once per install, then about 2 s per process), so that the first features computed are
-    not delayed; returns the seconds taken. Run at image build and before a live session."""
+    """Load every kernel, the minute frame's too, into this process (compiling it first if
+    numba's cache has none: about 15 s once per install, then about 1.5 s per process), so that
+    the first features computed are not delayed; returns the seconds taken. Run at image build
+    and before a live session."""
     began = time.perf_counter()
     rows = 40
     frame = pl.DataFrame(

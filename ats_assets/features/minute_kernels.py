@@ -22,10 +22,9 @@ TRADE_COLUMNS = ("buy_volume", "sell_volume", "effective_spread_bps", "trades")
 
 
 @njit(**_JIT)
-def order(code, ts, codes):
-    """A permutation that sorts rows by (code, ts), and the start of each code's rows in it
-    (``starts[c]:starts[c + 1]``). Stable; rows of one code already in time order keep their
-    order without a sort."""
+def order_by_code(code, ts, codes):
+    """A stable counting sort of the rows by code, the start of each code's rows in it, and
+    whether each code's rows are then in time order."""
     n = code.shape[0]
     starts = np.zeros(codes + 1, np.int64)
     for i in range(n):
@@ -39,12 +38,19 @@ def order(code, ts, codes):
         perm[fill[c]] = i
         fill[c] += 1
     for c in range(codes):
-        lo, hi = starts[c], starts[c + 1]
-        for j in range(lo + 1, hi):
+        for j in range(starts[c] + 1, starts[c + 1]):
             if ts[perm[j]] < ts[perm[j - 1]]:
-                block = perm[lo:hi]
-                perm[lo:hi] = block[np.argsort(ts[block], kind="mergesort")]
-                break
+                return perm, starts, False
+    return perm, starts, True
+
+
+def order(code: np.ndarray, ts: np.ndarray, codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A permutation that sorts rows by (code, ts), and the start of each code's rows in it
+    (``starts[c]:starts[c + 1]``). Stable; rows that arrive in time order within each code
+    (session after session, say) need only a counting sort by code."""
+    perm, starts, in_time_order = order_by_code(code, ts, codes)
+    if not in_time_order:
+        perm = np.lexsort((ts, code))  # stable: equal times keep their input order
     return perm, starts
 
 
