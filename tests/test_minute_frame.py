@@ -23,7 +23,12 @@ def reference(
     bars: pl.DataFrame, quotes: pl.DataFrame, trades: pl.DataFrame, flow: pl.DataFrame
 ) -> pl.DataFrame:
     """The minute frame as left joins of per-minute group-bys (the definition, spelled out)."""
-    valid = quotes.filter((pl.col("bid") > 0) & (pl.col("ask") >= pl.col("bid")))
+    valid = quotes.filter(
+        (pl.col("bid") > 0)
+        & (pl.col("ask") >= pl.col("bid"))
+        & ~pl.col("bid").is_nan()
+        & ~pl.col("ask").is_nan()
+    )
     mid = (pl.col("bid") + pl.col("ask")) / 2
     depth = pl.col("bid_size") + pl.col("ask_size")
     minute = pl.col("ts").dt.truncate("1m")
@@ -326,3 +331,54 @@ def test_the_warm_up_compiles_what_a_minute_frame_uses():
     before, after = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(before) >= 6 and all(before.values()), before
     assert after == before  # no signature compiled beyond the warm-up's
+
+
+def test_rows_without_a_ticker_match_nothing_and_lose_no_bar():
+    s = timedelta(seconds=1)
+    bars = pl.DataFrame([bar("A", 0), bar("A", 1), {**bar("A", 0), "ticker": None}])
+    quotes = pl.DataFrame(
+        [quote("A", 1 * s, 9.9, 10.1), quote(None, 2 * s, 1.0, 9.0)], schema=QUOTES
+    )
+    trades = pl.DataFrame(
+        [trade("A", 3 * s, 10.05, 10), trade(None, 4 * s, 10.05, 99)], schema=TRADES
+    )
+    flow = pl.DataFrame([flow_event(None, 5 * s, 1e4, "call", "bullish", "sweep")], schema=FLOW)
+    got = check(bars, quotes, trades, flow)
+    assert got["ticker"].to_list() == [None, "A", "A"]  # nulls first, as polars sorts
+    assert got["buy_volume"].to_list() == [0, 10, 0]
+    assert got["quoted_spread"].to_list()[:2] == [None, pytest.approx(0.2)]
+    assert got["flow_count"].sum() == 0
+
+
+def test_a_nan_bid_or_ask_is_not_a_valid_quote():
+    s = timedelta(seconds=1)
+    bars = pl.DataFrame([bar("A", 0)])
+    quotes = pl.DataFrame(
+        [quote("A", 1 * s, 9.9, 10.1), quote("A", 2 * s, 9.9, float("nan"))], schema=QUOTES
+    )
+    trades = pl.DataFrame([trade("A", 3 * s, 10.05, 10)], schema=TRADES)
+    got = check(bars, quotes, trades, pl.DataFrame(schema=FLOW))
+    assert got["quoted_spread"].item() == pytest.approx(0.2)
+    assert got["buy_volume"].item() == 10  # against the last valid mid, 10.0
+
+
+def test_times_compare_to_the_nanosecond():
+    ns = pl.Datetime("ns", "UTC")
+    bars = pl.DataFrame([bar("A", 0)]).with_columns(pl.col("ts").cast(ns))
+    at = OPEN + timedelta(seconds=2)
+    quotes = pl.DataFrame(
+        [quote("A", timedelta(seconds=1), 9.9, 10.1), quote("A", timedelta(seconds=2), 10.1, 10.3)],
+        schema=QUOTES,
+    ).with_columns(pl.col("ts").cast(ns))
+    # the second quote comes 700 ns after the trade's 300 ns within the same microsecond
+    quotes = quotes.with_columns(
+        pl.when(pl.col("ts") == at)
+        .then(pl.col("ts") + pl.duration(nanoseconds=700))
+        .otherwise(pl.col("ts"))
+    )
+    trades = pl.DataFrame(
+        [trade("A", timedelta(seconds=2), 10.05, 10)], schema=TRADES
+    ).with_columns(pl.col("ts").cast(ns) + pl.duration(nanoseconds=300))
+    flow = pl.DataFrame(schema=FLOW).with_columns(pl.col("ts").cast(ns))
+    got = check(bars, quotes, trades, flow)
+    assert got["buy_volume"].item() == 10  # against the first quote's mid, 10.0

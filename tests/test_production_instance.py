@@ -130,9 +130,17 @@ def test_daemon_on_postgres_ticks_the_drift_sensor_and_queues_retraining(
                 if runs:
                     break
                 time.sleep(2)
-            ticks = conn.execute(
-                "SELECT status, type FROM job_ticks WHERE selector_id IS NOT NULL"
-            ).fetchall()
+            # The daemon records the run before it closes the tick that requested it: give the
+            # tick a moment to turn from STARTED to SUCCESS.
+            settle = time.monotonic() + 30
+            while True:
+                ticks = conn.execute(
+                    "SELECT status, type FROM job_ticks WHERE selector_id IS NOT NULL"
+                ).fetchall()
+                done = ("SUCCESS", "SENSOR") in [(s, t) for s, t in ticks]
+                if done or not runs or time.monotonic() > settle or daemon.poll() is not None:
+                    break
+                time.sleep(1)
             materialized = conn.execute(
                 "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
             ).fetchone()[0]

@@ -37,12 +37,15 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def _codes(column: pl.Series, tickers: pl.Enum) -> np.ndarray:
-    """Ticker codes (int64; -1 for a null ticker, which matches no bar)."""
-    return _read_only(column.cast(tickers).to_physical().cast(pl.Int64).fill_null(-1).to_numpy())
+    """Ticker codes, int64: 1, 2, ... in ticker order; 0 for a null ticker (first, as polars
+    sorts nulls; events without a ticker are dropped before they are placed)."""
+    codes = column.cast(tickers).to_physical().cast(pl.Int64) + 1
+    return _read_only(codes.fill_null(0).to_numpy())
 
 
-def _epoch_us(column: pl.Series) -> np.ndarray:
-    return _read_only(column.dt.epoch("us").to_numpy())
+def _epoch_ns(column: pl.Series) -> np.ndarray:
+    """Times as int64 nanoseconds since the epoch (exact for any time unit)."""
+    return _read_only(column.dt.epoch("ns").to_numpy())
 
 
 def _floats(frame: pl.DataFrame, *columns: str | pl.Expr) -> list[np.ndarray]:
@@ -59,12 +62,14 @@ def minute_frame(
     Each bar gets what happened in its minute (an event's ts truncated to the minute equals the
     bar's ts) for its ticker: the means of the valid quotes' spread (also in basis points of the
     mid) and imbalance ((bid size - ask size) / depth), where a quote is valid with bid > 0 and
-    ask >= bid; the buy and sell volume of the trades, a trade being a buy above / a sell below
-    the mid of the ticker's last valid quote at or before it (earlier sessions included), with
-    their size-weighted effective spread 2 |price - mid| / mid in basis points and their count;
-    and the options flow's premiums (call, put, bullish, bearish), sweeps (net of bearish ones)
-    and count. Sums are 0 in a minute without events; means (spreads, imbalance) are null there.
-    The passes are compiled (:mod:`ats_assets.features.minute_kernels`).
+    ask >= bid (neither NaN); the buy and sell volume of the trades, a trade being a buy above / a
+    sell below the mid of the ticker's last valid quote at or before it (earlier sessions
+    included; of quotes at the same time, the later in the input), with their size-weighted
+    effective spread 2 |price - mid| / mid in basis points and their count; and the options
+    flow's premiums (call, put, bullish, bearish), sweeps (net of bearish ones) and count. Sums
+    are 0 in a minute without events; means (spreads, imbalance) are null there. Events without a
+    ticker belong to no bar; a bar without a ticker (sorted first) gets no events. Times compare
+    to the nanosecond. The passes are compiled (:mod:`ats_assets.features.minute_kernels`).
     """
     from ats_assets.features import minute_kernels as mk  # numba: loaded on first use
 
@@ -74,9 +79,9 @@ def minute_frame(
         .unique()
         .sort()
     )
-    codes = len(tickers.categories)
+    codes = len(tickers.categories) + 1  # and 0 for no ticker
     bar_code = _codes(bars["ticker"], tickers)
-    perm, bar_starts = (_read_only(a) for a in mk.order(bar_code, _epoch_us(bars["ts"]), codes))
+    perm, bar_starts = (_read_only(a) for a in mk.order(bar_code, _epoch_ns(bars["ts"]), codes))
     sessions = sorted(bars["session"].unique().to_list())
     opens = nyse_calendar().bounds_frame(sessions).select("session", "session_open")
     frame = bars[perm].select(
@@ -95,22 +100,30 @@ def minute_frame(
         .dt.total_minutes()
         .cast(pl.Int32),
     )
-    bar_ts = _epoch_us(frame["ts"])
+    bar_ts = _epoch_ns(frame["ts"])
     bar_code = _read_only(bar_code[perm])
     names = (*mk.QUOTE_COLUMNS, *mk.TRADE_COLUMNS, *FLOW_SUMS)
     enriched = np.zeros((len(names), len(frame)))  # one row per column; the kernels fill them
     quoted, traded, flowed = np.split(enriched, [len(mk.QUOTE_COLUMNS), -len(FLOW_SUMS)])
 
-    valid = quotes.filter((pl.col("bid") > 0) & (pl.col("ask") >= pl.col("bid")))
+    # polars orders NaN above every number: a NaN bid or ask is not a valid quote either
+    bid_ask = pl.col("bid", "ask")
+    valid = quotes.filter(
+        (pl.col("bid") > 0)
+        & (pl.col("ask") >= pl.col("bid"))
+        & pl.all_horizontal(bid_ask.is_not_nan())
+        & pl.col("ticker").is_not_null()
+    )
     quote_code = _codes(valid["ticker"], tickers)
-    quote_ts = _epoch_us(valid["ts"])
+    quote_ts = _epoch_ns(valid["ts"])
     quote_perm, quote_starts = (_read_only(a) for a in mk.order(quote_code, quote_ts, codes))
     bid, ask, bid_size, ask_size = _floats(valid, "bid", "ask", "bid_size", "ask_size")
     rows = _read_only(mk.locate(bar_starts, bar_ts, quote_code, quote_ts))
     mk.quote_minutes(rows, bid, ask, bid_size, ask_size, quoted)
 
+    trades = trades.filter(pl.col("ticker").is_not_null())
     trade_code = _codes(trades["ticker"], tickers)
-    trade_ts = _epoch_us(trades["ts"])
+    trade_ts = _epoch_ns(trades["ts"])
     price, size = _floats(trades, "price", "size")
     mk.trade_minutes(
         _read_only(mk.locate(bar_starts, bar_ts, trade_code, trade_ts)),
@@ -124,6 +137,7 @@ def minute_frame(
         traded,
     )
 
+    flow = flow.filter(pl.col("ticker").is_not_null())
     premium = pl.col("premium").cast(pl.Float64)
     sweep = (pl.col("execution") == "sweep").cast(pl.Float64)
     flow_values = _floats(
@@ -145,7 +159,7 @@ def minute_frame(
     )
     flow_code = _codes(flow["ticker"], tickers)
     mk.sums(
-        _read_only(mk.locate(bar_starts, bar_ts, flow_code, _epoch_us(flow["ts"]))),
+        _read_only(mk.locate(bar_starts, bar_ts, flow_code, _epoch_ns(flow["ts"]))),
         _read_only(np.column_stack(flow_values).reshape(len(flow), len(FLOW_SUMS))),
         flowed,
     )

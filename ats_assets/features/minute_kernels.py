@@ -2,7 +2,7 @@
 1-minute bar of their ticker and minute (see ``frames.minute_frame``).
 
 Tickers are small integer *codes* (one code per distinct ticker of all the inputs) and times
-int64 microseconds since the epoch. The bars are put in (code, ts) order with a stable counting
+int64 nanoseconds since the epoch. The bars are put in (code, ts) order with a stable counting
 sort by code (input that arrives session by session is then already in time order within each
 code: checked, and sorted by time otherwise); an event finds its bar by a binary search among its
 ticker's bars, and a trade its prevailing quote among its ticker's valid quotes the same way. No
@@ -16,7 +16,7 @@ from numba import njit  # imported after the cache folder is chosen (by kernels)
 
 from ats_assets.features.kernels import _JIT  # also chooses numba's cache folder
 
-MINUTE_US = 60_000_000
+MINUTE_NS = 60_000_000_000
 QUOTE_COLUMNS = ("quoted_spread", "quoted_spread_bps", "quote_imbalance")
 TRADE_COLUMNS = ("buy_volume", "sell_volume", "effective_spread_bps", "trades")
 
@@ -81,7 +81,7 @@ def locate(bar_starts, bar_ts, code, ts):
         c = code[i]
         if c < 0 or c >= codes:
             continue
-        minute = (ts[i] // MINUTE_US) * MINUTE_US
+        minute = (ts[i] // MINUTE_NS) * MINUTE_NS
         lo, hi = bar_starts[c], bar_starts[c + 1]
         if c == last_code and at < hi and bar_ts[at] <= minute:
             while at < hi and bar_ts[at] < minute:  # first bar with ts >= minute, from ``at``
