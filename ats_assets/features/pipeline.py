@@ -93,7 +93,7 @@ def _compute_block(
     window = minute.filter(pl.col("session").is_between(first_minute, days[-1]))  # ticker, ts order
     requested = window["session"].is_in(days)
     base = window.select(_IDS).filter(requested)
-    parts = [base]
+    parts = [base.with_columns(pl.col("ticker").cast(pl.String))]  # the Enum stays internal
     for timeframe, exprs in columns.items():
         if not exprs:
             continue
@@ -158,9 +158,7 @@ def compute_days(
     intraday = {
         tf: resample(minute, tf) for tf in TIMEFRAMES if tf not in ("1m", "1d") and columns[tf]
     }
-    return pl.concat(
-        [_compute_block(minute, intraday, daily, block, columns) for block in blocks]
-    ).with_columns(pl.col("ticker").cast(pl.String))
+    return pl.concat([_compute_block(minute, intraday, daily, block, columns) for block in blocks])
 
 
 def compute_day(
