@@ -28,6 +28,12 @@ FLOW_SUMS = (
 TRADE_SUMS = ("buy_volume", "sell_volume", "trades")
 
 
+def ticker_enum(*tickers: pl.Series) -> pl.Enum:
+    """An Enum of the distinct tickers in ``tickers``, sorted: its codes order rows as the
+    strings do, and a cast to it costs one lookup per row."""
+    return pl.Enum(pl.concat([t.unique() for t in tickers]).drop_nulls().unique().sort())
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     """``array`` contiguous and read-only: every kernel input alike, so numba compiles (and
     caches) one signature per kernel whether polars handed out a view or a copy."""
@@ -73,12 +79,7 @@ def minute_frame(
     """
     from ats_assets.features import minute_kernels as mk  # numba: loaded on first use
 
-    tickers = pl.Enum(
-        pl.concat([f["ticker"].unique() for f in (bars, quotes, trades, flow)])
-        .drop_nulls()
-        .unique()
-        .sort()
-    )
+    tickers = ticker_enum(*(f["ticker"] for f in (bars, quotes, trades, flow)))
     codes = len(tickers.categories) + 1  # and 0 for no ticker
     bar_code = _codes(bars["ticker"], tickers)
     perm, bar_starts = (_read_only(a) for a in mk.order(bar_code, _epoch_ns(bars["ts"]), codes))
