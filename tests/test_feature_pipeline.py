@@ -11,7 +11,7 @@ from polars.testing import assert_frame_equal
 from ats_assets.core.calendar import nyse_calendar
 from ats_assets.features.definition import FAMILIES, TIMEFRAMES, Feature
 from ats_assets.features.frames import minute_frame, resample
-from ats_assets.features.pipeline import compute_day, compute_days
+from ats_assets.features.pipeline import _last_completed, compute_day, compute_days
 from ats_assets.features.registry import catalogue, catalogue_version, registry_frame
 from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
 
@@ -175,3 +175,36 @@ def test_an_early_close_has_a_short_last_hour(market):
     hours = resample(minute, "1h").filter(pl.col("ticker") == minute["ticker"][0])
     assert len(hours) == 4  # 09:30, 10:30, 11:30, 12:30-13:00
     assert hours["available_at"][-1] == nyse_calendar().session_close(day)
+
+
+def test_the_compiled_as_of_join_matches_polars_join_asof():
+    # bars of four tickers, irregular times, one ticker without bars; rows in any order,
+    # tickers as strings (the pipeline's are an Enum), one of them unknown to the bars
+    start = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
+    bars = pl.DataFrame(
+        {
+            "ticker": ["A"] * 4 + ["B"] * 3 + ["D"] * 2,
+            "available_at": [start + timedelta(minutes=m) for m in (5, 10, 10, 20, 1, 2, 60, 3, 4)],
+        }
+    ).with_row_index("bar")
+    rows = pl.DataFrame(
+        {
+            "ticker": ["A", "B", "C", "D", "A", "B", "A", "D", "E", "A"],
+            "ts": [start + timedelta(minutes=m) for m in (9, 0, 7, 30, 3, 59, 19, 2, 5, 4)],
+        }
+    )
+    got = _last_completed(rows, bars.drop("bar"))
+    expected = (
+        rows.with_row_index("row")
+        .with_columns(known_at=pl.col("ts") + timedelta(minutes=1))
+        .sort("known_at")
+        .join_asof(
+            bars, left_on="known_at", right_on="available_at", by="ticker", check_sortedness=False
+        )
+        .sort("row")["bar"]
+    )
+    assert got.to_list() == expected.to_list()
+    assert got.to_list()[:4] == [2, 4, None, 8]  # the later of two bars at one time
+
+    with pytest.raises(ValueError, match="sorted by ticker"):
+        _last_completed(rows, bars.drop("bar").reverse())

@@ -42,14 +42,14 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _codes(column: pl.Series, tickers: pl.Enum) -> np.ndarray:
+def ticker_codes(column: pl.Series, tickers: pl.Enum) -> np.ndarray:
     """Ticker codes, int64: 1, 2, ... in ticker order; 0 for a null ticker (first, as polars
     sorts nulls; events without a ticker are dropped before they are placed)."""
     codes = column.cast(tickers).to_physical().cast(pl.Int64) + 1
     return _read_only(codes.fill_null(0).to_numpy())
 
 
-def _epoch_ns(column: pl.Series) -> np.ndarray:
+def epoch_ns(column: pl.Series) -> np.ndarray:
     """Times as int64 nanoseconds since the epoch (exact for any time unit)."""
     return _read_only(column.dt.epoch("ns").to_numpy())
 
@@ -81,8 +81,8 @@ def minute_frame(
 
     tickers = ticker_enum(*(f["ticker"] for f in (bars, quotes, trades, flow)))
     codes = len(tickers.categories) + 1  # and 0 for no ticker
-    bar_code = _codes(bars["ticker"], tickers)
-    perm, bar_starts = (_read_only(a) for a in mk.order(bar_code, _epoch_ns(bars["ts"]), codes))
+    bar_code = ticker_codes(bars["ticker"], tickers)
+    perm, bar_starts = (_read_only(a) for a in mk.order(bar_code, epoch_ns(bars["ts"]), codes))
     sessions = sorted(bars["session"].unique().to_list())
     opens = nyse_calendar().bounds_frame(sessions).select("session", "session_open")
     frame = bars[perm].select(
@@ -101,7 +101,7 @@ def minute_frame(
         .dt.total_minutes()
         .cast(pl.Int32),
     )
-    bar_ts = _epoch_ns(frame["ts"])
+    bar_ts = epoch_ns(frame["ts"])
     bar_code = _read_only(bar_code[perm])
     names = (*mk.QUOTE_COLUMNS, *mk.TRADE_COLUMNS, *FLOW_SUMS)
     enriched = np.zeros((len(names), len(frame)))  # one row per column; the kernels fill them
@@ -115,16 +115,16 @@ def minute_frame(
         & pl.all_horizontal(bid_ask.is_not_nan())
         & pl.col("ticker").is_not_null()
     )
-    quote_code = _codes(valid["ticker"], tickers)
-    quote_ts = _epoch_ns(valid["ts"])
+    quote_code = ticker_codes(valid["ticker"], tickers)
+    quote_ts = epoch_ns(valid["ts"])
     quote_perm, quote_starts = (_read_only(a) for a in mk.order(quote_code, quote_ts, codes))
     bid, ask, bid_size, ask_size = _floats(valid, "bid", "ask", "bid_size", "ask_size")
     rows = _read_only(mk.locate(bar_starts, bar_ts, quote_code, quote_ts))
     mk.quote_minutes(rows, bid, ask, bid_size, ask_size, quoted)
 
     trades = trades.filter(pl.col("ticker").is_not_null())
-    trade_code = _codes(trades["ticker"], tickers)
-    trade_ts = _epoch_ns(trades["ts"])
+    trade_code = ticker_codes(trades["ticker"], tickers)
+    trade_ts = epoch_ns(trades["ts"])
     price, size = _floats(trades, "price", "size")
     mk.trade_minutes(
         _read_only(mk.locate(bar_starts, bar_ts, trade_code, trade_ts)),
@@ -158,9 +158,9 @@ def minute_frame(
         sweep.alias("sweep_count"),
         pl.lit(1.0).alias("flow_count"),
     )
-    flow_code = _codes(flow["ticker"], tickers)
+    flow_code = ticker_codes(flow["ticker"], tickers)
     mk.sums(
-        _read_only(mk.locate(bar_starts, bar_ts, flow_code, _epoch_ns(flow["ts"]))),
+        _read_only(mk.locate(bar_starts, bar_ts, flow_code, epoch_ns(flow["ts"]))),
         _read_only(np.column_stack(flow_values).reshape(len(flow), len(FLOW_SUMS))),
         flowed,
     )

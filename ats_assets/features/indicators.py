@@ -507,8 +507,10 @@ def warm_up() -> float:
 
 
 def _warm_minute_frame(frame: pl.DataFrame) -> None:
-    """Build a minute frame from ``frame``'s bars and a few events (its compiled passes)."""
-    from ats_assets.features.frames import minute_frame
+    """Build a minute frame from ``frame``'s bars and a few events (its compiled passes), and
+    join 5-minute bars back to it as the feature pipeline does (its compiled as-of pass)."""
+    from ats_assets.features.frames import minute_frame, resample
+    from ats_assets.features.pipeline import _last_completed
 
     bars = frame.select(
         "ticker",
@@ -523,7 +525,7 @@ def _warm_minute_frame(frame: pl.DataFrame) -> None:
         session=pl.col("ts").dt.date(),
     )
     events = bars.select("ticker", "ts").head(3)
-    minute_frame(
+    minute = minute_frame(
         bars,
         events.with_columns(bid=9.9, ask=10.1, bid_size=100, ask_size=100),
         events.with_columns(price=10.0, size=100.0),
@@ -534,6 +536,7 @@ def _warm_minute_frame(frame: pl.DataFrame) -> None:
             execution=pl.lit("sweep"),
         ),
     )
+    _last_completed(minute.select("ticker", "ts"), resample(minute, "5m"))
 
 
 # -- lookbacks ---------------------------------------------------------------------------------

@@ -196,3 +196,43 @@ def copy_duplicates(code, ts, out):
         if code[r] == code[r - 1] and ts[r] == ts[r - 1]:
             for j in range(out.shape[0]):
                 out[j, r] = out[j, r - 1]
+
+
+@njit(**_JIT)
+def as_of(bar_code, bar_time, codes, row_code, row_time):
+    """For each row (``row_code``, ``row_time``): the last bar of its code with a time at or
+    before the row's, -1 where there is none (the row's ticker has no bar yet, or none at all).
+    Bars must be in (code, time) order; the second result is False, and the first empty, where
+    they are not. Rows may come in any order; rows that follow one another in time within a
+    ticker step forward from the previous row's bar instead of searching."""
+    n = bar_code.shape[0]
+    starts = np.zeros(codes + 1, np.int64)
+    for i in range(n):
+        c = bar_code[i]
+        if c < 0 or c >= codes:
+            return np.empty(0, np.int64), False
+        if i > 0 and (
+            c < bar_code[i - 1] or (c == bar_code[i - 1] and bar_time[i] < bar_time[i - 1])
+        ):
+            return np.empty(0, np.int64), False
+        starts[c + 1] += 1
+    for c in range(codes):
+        starts[c + 1] += starts[c]
+    m = row_code.shape[0]
+    found = np.full(m, -1, np.int64)
+    last_code, last_time, at = -1, 0, -1
+    for i in range(m):
+        c = row_code[i]
+        if c < 0 or c >= codes:
+            continue
+        lo, hi = starts[c], starts[c + 1]
+        t = row_time[i]
+        if c == last_code and last_time <= t:
+            while at + 1 < hi and bar_time[at + 1] <= t:
+                at += 1
+        else:
+            at = _last_at_or_before(bar_time, lo, hi, t)
+        last_code, last_time = c, t
+        if at >= lo:
+            found[i] = at
+    return found, True

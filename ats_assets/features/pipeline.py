@@ -22,7 +22,14 @@ import polars as pl
 
 from ats_assets.core.calendar import nyse_calendar
 from ats_assets.features.definition import TIMEFRAMES, Feature
-from ats_assets.features.frames import MINUTE, resample, sessions_before, ticker_enum
+from ats_assets.features.frames import (
+    MINUTE,
+    epoch_ns,
+    resample,
+    sessions_before,
+    ticker_codes,
+    ticker_enum,
+)
 
 BLOCK_SESSIONS = 5
 MINUTE_LOOKBACK_SESSIONS = 2  # 1-minute history before a block (relative volume, warm-ups)
@@ -49,31 +56,28 @@ def _last_completed(base: pl.DataFrame, bars: pl.DataFrame) -> pl.Series:
     """For each row of ``base``, the row of ``bars`` it gets: an index of polars' index type.
 
     That is the last bar of the row's ticker with ``available_at`` <= the row's ts + 1 minute:
-    an as-of join (backward, by ticker) done as one binary search instead of a join, which
-    would need both sides sorted by time and the result sorted back. Each ticker's bars must be
-    one run of rows in ``available_at`` order (bars sorted by ticker and ts are); ``base`` may
-    be in any order. A time becomes its rank among the bars' distinct ``available_at`` and a
-    ticker its run number in ``bars``, so (run, rank) makes one int64 key sorted like ``bars``.
-    The index is null where the ticker has no bar complete yet (or no bars at all).
+    an as-of join (backward, by ticker) done as one compiled pass (``minute_kernels.as_of``)
+    instead of a join, which would need both sides sorted by time and the result sorted back.
+    ``bars`` must be sorted by ticker with ``available_at`` ascending within each ticker (bars
+    sorted by ticker and ts are); ``base`` may be in any order. The index is null where the
+    ticker has no bar complete yet (or no bars at all).
     """
-    available_at = bars["available_at"].cast(base["ts"].dtype).to_physical().to_numpy()
-    known_at = (base["ts"] + MINUTE).to_physical().to_numpy()
-    times = np.unique(available_at)
-    width = len(times) + 1
-    runs = bars["ticker"].rle()
-    run_of = dict(zip(runs.struct.field("value"), range(len(runs)), strict=True))
-    bar_run = np.repeat(np.arange(len(runs)), runs.struct.field("len").to_numpy())
-    bar_keys = bar_run * width + np.searchsorted(times, available_at) + 1
-    tickers = base["ticker"].rle()
-    row_run = np.repeat(
-        np.array([run_of.get(t, -1) for t in tickers.struct.field("value")], dtype=np.int64),
-        tickers.struct.field("len").to_numpy(),
+    from ats_assets.features import minute_kernels as mk  # numba: loaded on first use
+
+    same = base["ticker"].dtype == bars["ticker"].dtype
+    tickers = base["ticker"].dtype
+    if not (same and isinstance(tickers, pl.Enum)):
+        tickers = ticker_enum(base["ticker"], bars["ticker"])
+    found, ordered = mk.as_of(
+        ticker_codes(bars["ticker"], tickers),
+        epoch_ns(bars["available_at"]),
+        len(tickers.categories) + 1,
+        ticker_codes(base["ticker"], tickers),
+        epoch_ns(base["ts"] + MINUTE),
     )
-    row_keys = row_run * width + np.searchsorted(times, known_at, side="right")
-    found = np.searchsorted(bar_keys, row_keys, side="right") - 1
-    owner = np.append(bar_run, -1)[found]  # the found bar's run (found = -1 reads the -1)
-    unmatched = (found < 0) | (owner != row_run)
-    return pl.Series(np.ma.masked_array(found, mask=unmatched)).cast(pl.get_index_type())
+    if not ordered:
+        raise ValueError("bars must be sorted by ticker, then available_at within each ticker")
+    return pl.Series(np.ma.masked_array(found, mask=found < 0)).cast(pl.get_index_type())
 
 
 def _compute_block(
