@@ -251,3 +251,114 @@ def test_null_volumes_are_skipped_and_rows_without_a_minute_are_left_out() -> No
 def test_a_window_must_be_positive() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         ind.time_window_sum("value", timedelta(0))
+
+
+# -- window_mean / window_std ------------------------------------------------------------------
+
+
+def _window_frame(seed: int, rows: int = 700) -> pl.DataFrame:
+    """Three tickers of very different scales, each with a flat stretch (exact 0 deviation), a
+    NaN and a null; long enough for several refreshes of the running sums."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for ticker, scale in {"A": 1.0, "B": 1e6, "C": 1e-3}.items():
+        x = scale * (100.0 + rng.normal(0.0, 1.0, rows))
+        x[200:240] = x[199]  # flat for 41 rows
+        x[400] = np.nan
+        part = pl.DataFrame({"ticker": [ticker] * rows, "x": x}, nan_to_null=False)
+        parts.append(part.with_columns(x=pl.when(pl.int_range(rows) != 500).then(pl.col("x"))))
+    return pl.concat(parts)
+
+
+def _rolling_reference(x: np.ndarray, period: int, lag: int, skip: int, ddof: int) -> np.ndarray:
+    """Per-window NumPy mean / deviation of one ticker's values (null as NaN), NaN where the
+    window is incomplete or holds a NaN."""
+    mean, sd = np.full(len(x), np.nan), np.full(len(x), np.nan)
+    for i in range(len(x)):
+        end = i - lag
+        start = end - period + 1
+        if start < skip or end < 0:
+            continue
+        window = x[start : end + 1]
+        if not np.isnan(window).any():
+            mean[i], sd[i] = window.mean(), window.std(ddof=ddof)
+    return np.stack([mean, sd])
+
+
+@pytest.mark.parametrize(
+    ("period", "lag", "skip", "ddof"), [(20, 0, 0, 0), (30, 1, 0, 1), (5, 0, 1, 1)]
+)
+def test_window_mean_and_std_match_numpy_per_ticker(period, lag, skip, ddof) -> None:
+    frame = _window_frame(11)
+    got = frame.select(ind.window_mean("x", period, lag=lag, skip=skip, ddof=ddof)).unnest("x")
+    assert len(frame) > 6 * kernels.REFRESH
+    for ticker, part in frame.with_columns(got).group_by("ticker", maintain_order=True):
+        x = part["x"].fill_null(np.nan).to_numpy()
+        expected = _rolling_reference(x, period, lag, skip, ddof)
+        mean, sd = (part[c].fill_null(np.nan).to_numpy() for c in ("mean", "sd"))
+        scale = np.nanmax(np.abs(x))
+        np.testing.assert_allclose(mean, expected[0], rtol=1e-12, atol=1e-12 * scale)
+        np.testing.assert_allclose(sd, expected[1], rtol=1e-7, atol=1e-10 * scale)
+        flat = np.arange(len(x))[199 + period - 1 + lag : 240 + lag]  # windows inside the flat run
+        assert (sd[flat] == 0.0).all() and (mean[flat] == x[199]).all(), ticker
+        assert part["mean"].null_count() == np.isnan(expected[0]).sum()
+    alone = _window_frame(11).filter(pl.col("ticker") == "B")
+    by_itself = alone.select(ind.window_mean("x", period, lag=lag, skip=skip, ddof=ddof))
+    together = frame.with_columns(got).filter(pl.col("ticker") == "B").select("mean", "sd")
+    assert (
+        _bits(by_itself.unnest("x")["mean"].fill_null(0.0))
+        == _bits(together["mean"].fill_null(0.0))
+    ).all()
+
+
+def test_window_std_and_mean_alone_agree_with_the_pair() -> None:
+    frame = _window_frame(12)
+    pair = frame.select(ind.window_mean("x", 20, ddof=1)).unnest("x")
+    mean = frame.select(ind.window_mean("x", 20)).to_series()
+    std = frame.select(ind.window_std("x", 20, ddof=1)).to_series()
+    assert mean.equals(pair["mean"], check_names=False)
+    assert std.equals(pair["sd"], check_names=False)
+
+
+def test_window_refuses_bad_offsets() -> None:
+    with pytest.raises(ValueError, match="lag, skip"):
+        ind.window_mean("x", 20, lag=-1)
+    with pytest.raises(ValueError, match="ddof"):
+        ind.window_mean("x", 1, ddof=1)
+    with pytest.raises(ValueError, match="positive"):
+        ind.window_mean("x", 0)
+
+
+# -- session kernels ---------------------------------------------------------------------------
+
+
+def _session_frame() -> pl.DataFrame:
+    day1, day2 = datetime(2024, 3, 4).date(), datetime(2024, 3, 5).date()
+    return pl.DataFrame(
+        {
+            "ticker": ["A", "A", "A", "B", "B", "B"],
+            "session": [day1, day1, day2, day1, day2, day2],
+            "open": [10.0, 10.5, 12.0, 50.0, 49.0, 48.0],
+            "high": [11.0, 12.0, 12.5, 51.0, 50.0, 49.5],
+            "low": [9.0, 10.0, 11.5, 49.0, 48.0, 47.0],
+            "close": [10.5, 11.0, 12.2, 50.5, 48.5, 49.0],
+            "vwap": [10.0, 11.0, 12.0, 50.0, 0.0, 48.0],
+            "volume": [100.0, 300.0, 50.0, 10.0, 99.0, 30.0],
+        }
+    )
+
+
+def test_session_kernels_restart_at_each_session_and_ticker() -> None:
+    got = _session_frame().select(
+        gap=ind.overnight_gap(),
+        position=ind.session_range_position(),
+        vwap=ind.session_vwap_distance(),
+    )
+    gaps = got["gap"].to_list()
+    assert [g is None for g in gaps] == [True, True, False, True, False, False]
+    assert gaps[2] == pytest.approx(12.0 / 11.0 - 1)  # A's second session: open 12 / close 11
+    assert gaps[4] == gaps[5] == pytest.approx(49.0 / 50.5 - 1)  # carried through the session
+    assert got["position"].to_list() == pytest.approx([0.75, 2 / 3, 0.7, 0.75, 0.25, 2 / 3])
+    # B's second session: the first bar has no vwap (no weight), the second weighs 30 at 48
+    expected_vwap = [0.05, 11.0 * 400 / 4300 - 1, 12.2 / 12.0 - 1, 0.01, 0.0, 49.0 / 48.0 - 1]
+    assert got["vwap"].to_list() == pytest.approx(expected_vwap)

@@ -20,15 +20,14 @@ How it is computed, and why
   with polars' whole-column operations without their state flowing from one ticker into the next,
   and composing the others from them took several passes per indicator: 4-16x TA-Lib's time where
   one pass is within 2x (``make bench-features``).
-- *Flat windows, masked* (the helpers the families use: :func:`window_sum`, :func:`from_row`). A
-  window is computed on the whole sorted column, then nulled on each ticker's first rows, whose
-  window reaches into the previous ticker. The mask compares the ticker's run id (``rle_id``, an
-  integer) with its value ``k`` rows back.
-- *No residue across tickers.* ``rolling_sum`` and ``rolling_mean`` keep one running total down the
-  column, so a ticker's sums would carry rounding residue from the tickers before it: a value
-  would depend, in its last bits, on which other tickers share the frame. :func:`window_sum`
-  therefore adds each window afresh (a weighted rolling sum); standard deviations run ``.over``
-  the ticker; maxima, minima and shifts are exact anyway.
+- *Windows of the families* (:func:`window_mean`, :func:`window_std`, the session helpers) are
+  kernels too: one pass per ticker that starts each ticker's windows at its own first row (or a
+  later one), so no window reaches into the previous ticker and no mask is needed. Running sums
+  are taken about a reference value and summed afresh every ``kernels.REFRESH`` windows: a
+  ticker's values carry no rounding residue from the tickers before it (they do not depend, in
+  their last bits, on which other tickers share the frame), and a window without a change in
+  value has exactly that value as mean and 0 as deviation. :func:`from_row` masks a whole-column
+  expression on each ticker's first rows where a feature still needs it (TRANGE).
 
 TA-Lib conventions followed (where a value differs from a textbook formula, TA-Lib's is used)
 ------------------------------------------------------------------------------------------------
@@ -70,7 +69,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -143,38 +142,71 @@ def from_row(row: int, value: pl.Expr) -> pl.Expr:
 # -- windows -----------------------------------------------------------------------------------
 
 
-def window_sum(x: IntoExpr, period: int) -> pl.Expr:
-    """Sum of the last ``period`` values, computed from the window alone, so that no rounding
-    residue flows into it from earlier rows (of another ticker): plain ``rolling_sum`` keeps one
-    running total down the column, a weighted rolling sum adds each window afresh (long windows
-    add up blocks of 10).
+def window_mean(
+    x: IntoExpr, period: int, *, lag: int = 0, skip: int = 0, ddof: int | None = None
+) -> pl.Expr:
+    """Mean of the ticker's last ``period`` values of ``x``: those of the window of ``period`` rows
+    that ends ``lag`` rows before the row (``lag=1``: the previous bars, not this one) and starts
+    at or after the ticker's row ``skip`` (``skip=1`` where ``x`` on a ticker's first row reaches
+    into the previous ticker, a return say); null before that (the warm-up) and while a value in
+    the window is null or NaN. With ``ddof``, a struct of ``mean`` and ``sd``, the standard
+    deviation with that delta degrees of freedom, computed in the same pass.
 
-    Nulls count as 0 (weighted rolling sums take no nulls); the first ``period - 1`` rows of the
-    frame are null. Mask each ticker's first rows: their windows reach into the previous ticker.
+    One compiled pass per ticker (``kernels.window_mean``): a ticker's values do not depend on
+    the other tickers in the frame, bit for bit, and a window without a change in value has
+    exactly that value as mean and a deviation of exactly 0.
     """
-    x = _col(x).fill_null(0.0)
-    if period <= 20:
-        return x.rolling_sum(period, weights=[1.0] * period)
-    blocks, rest = divmod(period, 10)
-    parts = pl.struct(ten=x.rolling_sum(10, weights=[1.0] * 10), x=x)
-    total = pl.sum_horizontal(
-        [F("ten").shift(10 * j) for j in range(blocks)]
-        + ([F("x").rolling_sum(rest, weights=[1.0] * rest).shift(10 * blocks)] if rest else []),
-        ignore_nulls=False,
+    if lag < 0 or skip < 0 or (ddof is not None and not 0 <= ddof < period):
+        raise ValueError(
+            f"window: need lag, skip >= 0 and 0 <= ddof < period, got {lag, skip, ddof}"
+        )
+    if ddof is None:
+        return _kernel("window_mean", [x], period, offsets=(lag, skip), allow_missing=True)
+    return _kernel(
+        "window_mean_std",
+        [x],
+        period,
+        offsets=(lag, skip, ddof),
+        outputs=("mean", "sd"),
+        allow_missing=True,
     )
-    return parts.struct.with_fields(total=total).struct.field("total")
 
 
-def window_mean(x: IntoExpr, period: int) -> pl.Expr:
-    """Mean of the last ``period`` values: their sum / period, as TA-Lib's SMA (see window_sum)."""
-    return window_sum(x, period) / period
+def window_std(x: IntoExpr, period: int, *, ddof: int = 0, lag: int = 0, skip: int = 0) -> pl.Expr:
+    """Standard deviation of the window :func:`window_mean` averages (``ddof=1``: the sample's)."""
+    return window_mean(x, period, lag=lag, skip=skip, ddof=ddof).struct.field("sd")
 
 
-def window_std(x: IntoExpr, period: int, ddof: int = 0) -> pl.Expr:
-    """Standard deviation of the last ``period`` values of the same ticker, null on each ticker's
-    first ``period - 1`` rows; exactly 0 on a flat window. ``x`` is evaluated per ticker (a shift
-    inside it does not cross tickers)."""
-    return _col(x).rolling_std(period, ddof=ddof).over(_segment().set_sorted())
+def session_range_position(
+    high: IntoExpr = "high", low: IntoExpr = "low", close: IntoExpr = "close"
+) -> pl.Expr:
+    """(close - the session's lowest low so far) / (its highest high - that low), per ticker and
+    ``session``; 0.5 while the range is flat (null highs and lows skipped)."""
+    return _kernel(
+        "session_range_position",
+        [pl.col("session").to_physical(), high, low, close],
+        allow_missing=True,
+    )
+
+
+def session_vwap_distance(
+    close: IntoExpr = "close", vwap: IntoExpr = "vwap", volume: IntoExpr = "volume"
+) -> pl.Expr:
+    """close / the ticker's volume-weighted average price of the ``session`` so far - 1, each bar
+    weighing its volume where its vwap is above 0 (null ones: nothing); 0 without weight."""
+    return _kernel(
+        "session_vwap_distance",
+        [pl.col("session").to_physical(), close, vwap, volume],
+        allow_missing=True,
+    )
+
+
+def overnight_gap(open_: IntoExpr = "open", close: IntoExpr = "close") -> pl.Expr:
+    """The ``session``'s first open / the ticker's last close before the session - 1, on every bar
+    of the session; null in the ticker's first session."""
+    return _kernel(
+        "overnight_gap", [pl.col("session").to_physical(), open_, close], allow_missing=True
+    )
 
 
 # -- segmented kernels --------------------------------------------------------------------------
@@ -185,17 +217,21 @@ def _kernel(
     inputs: Sequence[IntoExpr],
     *params: float,
     outputs: Sequence[str] = (),
+    offsets: Sequence[int] = (),
     allow_missing: bool = False,
 ) -> pl.Expr:
     """The kernel ``kernels.<name>`` over ``inputs`` (as float64) and ``params``, restarted at each
     ticker: a float64 column, or a struct of ``outputs`` for a multi-output kernel; the kernel's
-    NaN (warm-up) becomes null. Numeric ``params`` must be positive (ValueError when the
-    expression is built); an input with a null or NaN is an error unless ``allow_missing`` (the
+    NaN (warm-up) becomes null. Numeric ``params`` must be positive and ``offsets`` (integer
+    params after them) at least 0 (ValueError when the expression is built); an input with a null or NaN is an error unless ``allow_missing`` (the
     kernel then handles NaN itself)."""
 
     bad = [p for p in params if not isinstance(p, bool) and not p > 0]
     if bad:
         raise ValueError(f"{name}: periods and windows must be positive, got {list(params)}")
+    if any(not isinstance(o, int) or o < 0 for o in offsets):
+        raise ValueError(f"{name}: offsets must be integers >= 0, got {list(offsets)}")
+    params = (*params, *offsets)
 
     def run(series: list[pl.Series]) -> pl.Series:
         from ats_assets.features import kernels  # numba: loaded on first use, not at import
@@ -478,6 +514,7 @@ def warm_up() -> float:
             "low": [9.5 + (i % 5) * 0.1 for i in range(2 * rows)],
             "close": [9.8 + (i % 6) * 0.1 for i in range(2 * rows)],
             "volume": [100 + i for i in range(2 * rows)],
+            "session": [date(2024, 1, 2)] * 2 * rows,
         },
         schema_overrides={"minute_of_session": pl.Int32},
     )
@@ -501,6 +538,11 @@ def warm_up() -> float:
         adx().alias("adx"),
         relative_to_time_of_day().alias("relative"),
         time_window_sum("volume", timedelta(minutes=60)).alias("window"),
+        window_mean("volume", 20).alias("mean"),
+        window_mean("volume", 20, lag=1, ddof=1).alias("mean_std"),
+        overnight_gap("close", "close").alias("gap"),
+        session_range_position().alias("position"),
+        session_vwap_distance("close", "close", "volume").alias("vwap"),
     )
     _warm_minute_frame(frame)
     return time.perf_counter() - began

@@ -737,3 +737,157 @@ def time_window_sum(seg, ts, x, window):
             if nans == 0:
                 out[i] = total if nonzero else 0.0
     return out
+
+
+# -- windows of rows, sessions (the families' helpers) ------------------------------------------
+
+
+@njit(**_JIT)
+def _afresh(x, lo, hi):
+    """A window ``lo:hi`` summed afresh: a reference (its first value that is not NaN, else 0),
+    the sums of the other values' differences from it and of their squares, its NaN count, and
+    how many adjacent pairs in it differ."""
+    ref = 0.0
+    for j in range(lo, hi):
+        if not math.isnan(x[j]):
+            ref = x[j]
+            break
+    s1, s2, nans, changes = 0.0, 0.0, 0, 0
+    for j in range(lo, hi):
+        if math.isnan(x[j]):
+            nans += 1
+        else:
+            d = x[j] - ref
+            s1 += d
+            s2 += d * d
+        if j > lo:
+            changes += x[j] != x[j - _1]
+    return ref, s1, s2, nans, changes
+
+
+@njit(**_JIT)
+def _window_stats(seg, x, period, lag, skip, ddof, mean, sd):
+    """Into ``mean`` (and ``sd`` unless it is empty): the mean (standard deviation with ``ddof``)
+    of each window of ``period`` rows that ends ``lag`` rows before the row and starts at or
+    after the ticker's row ``skip``; NaN while the window holds a NaN. Running sums of the
+    differences from a reference keep the variance free of cancellation; they are summed afresh
+    every ``REFRESH`` windows (no residue builds up), and a window without a change in value has
+    exactly its value as mean and a deviation of exactly 0."""
+    b = _bounds(seg)
+    p, back, first_row = U(period), U(lag), U(skip)
+    with_sd = sd.shape[0] > 0
+    for k in range(b.shape[0] - 1):
+        s, e = b[k], b[k + 1]
+        first = s + first_row + p - _1  # the first window's last row
+        if first + back >= e:
+            continue
+        ref, s1, s2, nans, changes, since = 0.0, 0.0, 0.0, 0, 0, REFRESH
+        for end in range(first, e - back):
+            lo = end + _1 - p
+            if since == REFRESH:
+                ref, s1, s2, nans, changes = _afresh(x, lo, end + _1)
+                since = 0
+            else:
+                old, new = x[lo - _1], x[end]
+                if math.isnan(old):
+                    nans -= 1
+                else:
+                    s1 -= old - ref
+                    s2 -= (old - ref) * (old - ref)
+                if math.isnan(new):
+                    nans += 1
+                else:
+                    s1 += new - ref
+                    s2 += (new - ref) * (new - ref)
+                changes += (new != x[end - _1]) - (x[lo] != old)
+            since += 1
+            if nans:
+                continue
+            i = end + back
+            if changes == 0:
+                mean[i] = x[end]
+                if with_sd:
+                    sd[i] = 0.0
+            else:
+                m = s1 / period
+                mean[i] = ref + m
+                if with_sd:
+                    sd[i] = math.sqrt(max((s2 - s1 * m) / (period - ddof), 0.0))
+
+
+@njit(**_JIT)
+def window_mean(seg, x, period, lag, skip):
+    """Mean of each window of ``period`` rows ending ``lag`` rows back (see ``_window_stats``)."""
+    mean = _nan(x.shape[0])
+    _window_stats(seg, x, period, lag, skip, 0, mean, _nan(0))
+    return mean
+
+
+@njit(**_JIT)
+def window_mean_std(seg, x, period, lag, skip, ddof):
+    """Mean and standard deviation of each window (see ``_window_stats``)."""
+    mean, sd = _nan(x.shape[0]), _nan(x.shape[0])
+    _window_stats(seg, x, period, lag, skip, ddof, mean, sd)
+    return mean, sd
+
+
+@njit(**_JIT)
+def _new_session(session, i, s):
+    """Whether row i starts a session of the ticker whose rows start at s."""
+    return i == s or session[i] != session[i - _1]
+
+
+@njit(**_JIT)
+def session_range_position(seg, session, high, low, close):
+    """Where the close sits between the session's lowest low and highest high so far, 0-1; 0.5
+    while that range is empty or flat. NaN highs and lows are skipped."""
+    b = _bounds(seg)
+    out = _nan(close.shape[0])
+    for k in range(b.shape[0] - 1):
+        s, e = b[k], b[k + 1]
+        top, bottom = -np.inf, np.inf
+        for i in range(s, e):
+            if _new_session(session, i, s):
+                top, bottom = -np.inf, np.inf
+            top = max(top, high[i]) if high[i] == high[i] else top
+            bottom = min(bottom, low[i]) if low[i] == low[i] else bottom
+            width = top - bottom
+            out[i] = (close[i] - bottom) / width if width > 0 else 0.5
+    return out
+
+
+@njit(**_JIT)
+def session_vwap_distance(seg, session, close, vwap, volume):
+    """close / the session's volume-weighted average price so far - 1; 0 while the session has
+    no weight. A bar weighs its volume where its vwap is above 0 (a NaN vwap or volume: none)."""
+    b = _bounds(seg)
+    out = _nan(close.shape[0])
+    for k in range(b.shape[0] - 1):
+        s, e = b[k], b[k + 1]
+        dollars, shares = 0.0, 0.0
+        for i in range(s, e):
+            if _new_session(session, i, s):
+                dollars, shares = 0.0, 0.0
+            if vwap[i] > 0 and volume[i] == volume[i] and volume[i] != 0:
+                dollars += vwap[i] * volume[i]
+                shares += volume[i]
+            out[i] = close[i] * shares / dollars - 1.0 if shares > 0 and dollars > 0 else 0.0
+    return out
+
+
+@njit(**_JIT)
+def overnight_gap(seg, session, open_, close):
+    """The session's first open / the ticker's last close before the session - 1, on every row
+    of the session; NaN in the ticker's first session."""
+    b = _bounds(seg)
+    out = _nan(close.shape[0])
+    for k in range(b.shape[0] - 1):
+        s, e = b[k], b[k + 1]
+        gap = np.nan
+        for i in range(s, e):
+            if i == s:
+                gap = np.nan
+            elif session[i] != session[i - _1]:
+                gap = open_[i] / close[i - _1] - 1.0
+            out[i] = gap
+    return out

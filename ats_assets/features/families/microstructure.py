@@ -7,11 +7,13 @@ forward (null until its first quote or trade); imbalances are 0 (balanced) when 
 to measure. Rolling windows run over the ticker's bars, across sessions.
 
 Builders are self-contained and take their windows and scales as parameters, so a feature's
-version changes whenever what it computes changes.
+version changes whenever what it computes changes; the rolling windows run on a kernel of the
+indicators module, so those features also carry ``impl`` (its digest) among their parameters.
 """
 
 import polars as pl
 
+from ats_assets.features import indicators as ind
 from ats_assets.features.definition import Feature
 
 FAMILY = "microstructure"
@@ -36,20 +38,26 @@ def _trade_imbalance() -> pl.Expr:
     return pl.when(total > 0).then((buy - sell) / total).otherwise(0.0)
 
 
-def _amihud(bars: int, scale: float) -> pl.Expr:
-    # |open-to-close log return| per dollar traded; bars without dollar volume are skipped.
+def _amihud(bars: int, scale: float, impl: str) -> pl.Expr:
+    del impl  # versioning only
+    # |open-to-close log return| per dollar traded; bars without dollar volume are skipped: the
+    # window's mean ratio (skipped bars as 0) / the share of bars not skipped.
     dollars = pl.col("vwap") * pl.col("volume")
     valid = (dollars > 0) & (pl.col("open") > 0) & (pl.col("close") > 0)
     ratio = pl.when(valid).then((pl.col("close") / pl.col("open")).log().abs() / dollars)
-    total = ratio.fill_null(0.0).rolling_sum(bars, min_samples=bars)
-    count = valid.fill_null(False).cast(pl.Float64).rolling_sum(bars, min_samples=bars)
-    return (pl.when(count > 0).then(total / count * scale).otherwise(None)).over("ticker")
+    means = pl.struct(
+        ratio=ind.window_mean(ratio.fill_null(0.0), bars),
+        share=ind.window_mean(valid.fill_null(False), bars),
+    )
+    amihud = pl.when(pl.field("share") > 0).then(pl.field("ratio") / pl.field("share") * scale)
+    return means.struct.with_fields(a=amihud).struct.field("a")
 
 
-def _trade_intensity(bars: int) -> pl.Expr:
+def _trade_intensity(bars: int, impl: str) -> pl.Expr:
+    del impl
     trades = pl.col("trade_count").cast(pl.Float64).fill_null(0.0)
-    baseline = trades.shift(1).rolling_mean(bars, min_samples=bars)
-    return ((trades + 1.0) / (baseline + 1.0)).log().over("ticker")
+    baseline = ind.window_mean(trades, bars, lag=1)  # the previous ``bars`` bars
+    return ((trades + 1.0) / (baseline + 1.0)).log()
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -94,7 +102,7 @@ FEATURES: tuple[Feature, ...] = (
         name="amihud_illiquidity_20",
         family=FAMILY,
         build=_amihud,
-        params={"bars": 20, "scale": 1e9},
+        params={"bars": 20, "scale": 1e9, "impl": ind.VERSION},
         description=(
             "Amihud illiquidity x 1e9: the mean over the last 20 bars (this one included) of "
             "|ln(close / open)| / (vwap x volume), i.e. absolute return per billion dollars "
@@ -109,7 +117,7 @@ FEATURES: tuple[Feature, ...] = (
         name="trade_intensity_20",
         family=FAMILY,
         build=_trade_intensity,
-        params={"bars": 20},
+        params={"bars": 20, "impl": ind.VERSION},
         description=(
             "Trade intensity, log ratio: ln((1 + trade_count) / (1 + mean trade_count of the "
             "previous 20 bars)); 0 is an ordinary bar, +0.69 about twice the usual number of "

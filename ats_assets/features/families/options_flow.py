@@ -47,15 +47,17 @@ def _net_premium(window: str, impl: str) -> pl.Expr:
     return total.sign() * total.abs().log1p()
 
 
-def _premium_zscore(bars: int, min_std: float) -> pl.Expr:
+def _premium_zscore(bars: int, min_std: float, impl: str) -> pl.Expr:
+    del impl  # versioning only
     # Log premium (0 without flow) against the mean and standard deviation of the previous bars;
     # the deviation is floored at ``min_std`` log units so a first alert after a quiet window
     # scores a large but finite value (about ln(premium) / min_std) instead of infinity.
     premium = pl.col("call_premium").fill_null(0.0) + pl.col("put_premium").fill_null(0.0)
     x = premium.clip(lower_bound=0.0).log1p()
-    mean = x.shift(1).rolling_mean(bars, min_samples=bars)
-    std = x.shift(1).rolling_std(bars, min_samples=bars)
-    return ((x - mean) / pl.max_horizontal(std, pl.lit(min_std))).over("ticker")
+    parts = pl.struct(x=x, before=ind.window_mean(x, bars, lag=1, ddof=1))
+    mean, std = pl.field("before").struct.field("mean"), pl.field("before").struct.field("sd")
+    z = (pl.field("x") - mean) / pl.max_horizontal(std, pl.lit(min_std))
+    return parts.struct.with_fields(z=z).struct.field("z")
 
 
 FEATURES: tuple[Feature, ...] = (
@@ -137,7 +139,7 @@ FEATURES: tuple[Feature, ...] = (
         name="flow_premium_zscore_30",
         family=FAMILY,
         build=_premium_zscore,
-        params={"bars": 30, "min_std": 1.0},
+        params={"bars": 30, "min_std": 1.0, "impl": ind.VERSION},
         description=(
             "Unusual-activity z-score: (x - mean) / max(std, 1) where x = ln(1 + call_premium + "
             "put_premium) of this bar (dollars; 0 without flow) and mean / std are over the "

@@ -3,17 +3,20 @@
 All values are scale-free (log returns or fractions of a price), so they compare across tickers.
 Session-anchored features (``session_*``, ``overnight_gap``) restart at each session and use only
 the session's bars up to the current one; on 1d bars each session is a single bar, so they
-describe that day's bar. Their window is the run of rows of one (ticker, session): the frame is
-sorted by ticker and time, so ``.over(pl.struct("ticker", "session").rle_id())`` groups the same
-rows as ``.over("ticker", "session")``, on one integer key instead of hashing two columns (about
-3x faster on 1-minute bars).
+describe that day's bar. The gap, VWAP distance and range position are one compiled pass per
+ticker each (``indicators``' session helpers: a new session is a change of ``session`` between two
+rows of the ticker); the open distance is a window over the run of rows of one (ticker, session),
+``.over(pl.struct("ticker", "session").rle_id())``: one integer key instead of two columns.
 
 Builders are self-contained (no module-level helpers) so that a feature's version, a hash of its
-builder's source and parameters, changes whenever what it computes changes.
+builder's source and parameters, changes whenever what it computes changes; the session features
+run on kernels of the indicators module, so they also carry ``impl`` (its digest) among their
+parameters.
 """
 
 import polars as pl
 
+from ats_assets.features import indicators as ind
 from ats_assets.features.definition import Feature
 
 FAMILY = "price"
@@ -26,37 +29,22 @@ def _log_return(bars: int) -> pl.Expr:
     return pl.when(same_ticker).then((pl.col("close") / pl.col("close").shift(bars)).log())
 
 
-def _overnight_gap() -> pl.Expr:
-    # The previous session's last close, known at the first bar of each session: the close of
-    # the row just before it (same ticker), carried forward through the session.
-    new_session = pl.col("session") != pl.col("session").shift(1)
-    previous_close = (
-        pl.when(new_session).then(pl.col("close").shift(1)).otherwise(None).forward_fill()
-    ).over("ticker")
-    session_open = pl.col("open").first().over(pl.struct("ticker", "session").rle_id())
-    return session_open / previous_close - 1.0
+def _overnight_gap(impl: str) -> pl.Expr:
+    del impl  # versioning only
+    # The session's first open / the previous session's last close (the row before the session's
+    # first, same ticker), carried through the session: one compiled pass per ticker.
+    return ind.overnight_gap("open", "close")
 
 
-def _session_vwap_distance() -> pl.Expr:
-    # Bars without a vwap (or without volume) carry no weight. One window for the whole
-    # expression: eager polars re-evaluates a window expression each time it is referenced.
-    weight = pl.when(pl.col("vwap") > 0).then(pl.col("volume")).otherwise(0.0).fill_null(0.0)
-    dollars = (pl.col("vwap") * weight).fill_null(0.0).cum_sum()
-    shares = weight.cum_sum()
-    return (
-        pl.when((shares > 0) & (dollars > 0))
-        .then(pl.col("close") * shares / dollars - 1.0)
-        .otherwise(0.0)
-        .over(pl.struct("ticker", "session").rle_id())
-    )
+def _session_vwap_distance(impl: str) -> pl.Expr:
+    del impl
+    # Bars without a vwap (or without volume) carry no weight.
+    return ind.session_vwap_distance("close", "vwap", "volume")
 
 
-def _session_range_position() -> pl.Expr:
-    high = pl.col("high").cum_max()
-    low = pl.col("low").cum_min()
-    width = high - low
-    position = pl.when(width > 0).then((pl.col("close") - low) / width).otherwise(0.5)
-    return position.over(pl.struct("ticker", "session").rle_id())
+def _session_range_position(impl: str) -> pl.Expr:
+    del impl
+    return ind.session_range_position("high", "low", "close")
 
 
 def _session_open_distance() -> pl.Expr:
@@ -97,6 +85,7 @@ FEATURES: tuple[Feature, ...] = (
         name="overnight_gap",
         family=FAMILY,
         build=_overnight_gap,
+        params={"impl": ind.VERSION},
         description=(
             "Overnight gap as a fraction: the session's first open / the previous session's last "
             "close - 1, constant through the session (on 1d bars: open / previous close - 1). "
@@ -109,6 +98,7 @@ FEATURES: tuple[Feature, ...] = (
         name="session_vwap_distance",
         family=FAMILY,
         build=_session_vwap_distance,
+        params={"impl": ind.VERSION},
         description=(
             "Close relative to the session VWAP so far, as a fraction: close / (sum(vwap * volume) "
             "/ sum(volume) over the session's bars up to this one) - 1; 0 while the session has "
@@ -119,6 +109,7 @@ FEATURES: tuple[Feature, ...] = (
         name="session_range_position",
         family=FAMILY,
         build=_session_range_position,
+        params={"impl": ind.VERSION},
         description=(
             "Position of the close in the session's range so far, 0 (at the session low) to 1 "
             "(at the session high); 0.5 while the range is zero. On 1d bars the close location "

@@ -28,15 +28,15 @@ def _atr_fraction(period: int, impl: str) -> pl.Expr:
 
 def _realized(period: int, impl: str) -> pl.Expr:
     del impl
-    log_return = (pl.col("close") / pl.col("close").shift(1)).log()
-    return ind.from_row(period, ind.window_std(log_return, period, ddof=1))
+    log_return = (pl.col("close") / pl.col("close").shift(1)).log()  # row 0: another ticker's
+    return ind.window_std(log_return, period, ddof=1, skip=1)
 
 
 def _parkinson(period: int, impl: str) -> pl.Expr:
     del impl
     log_range = (pl.col("high") / pl.col("low")).log()
     variance = ind.window_mean(log_range * log_range, period) / (4.0 * math.log(2.0))
-    return ind.from_row(period - 1, variance.sqrt())
+    return variance.sqrt()
 
 
 def _garman_klass(period: int, impl: str) -> pl.Expr:
@@ -44,8 +44,7 @@ def _garman_klass(period: int, impl: str) -> pl.Expr:
     log_range = (pl.col("high") / pl.col("low")).log()
     log_body = (pl.col("close") / pl.col("open")).log()
     per_bar = 0.5 * log_range * log_range - (2.0 * math.log(2.0) - 1.0) * log_body * log_body
-    variance = ind.window_mean(per_bar, period).clip(lower_bound=0.0)
-    return ind.from_row(period - 1, variance.sqrt())
+    return ind.window_mean(per_bar, period).clip(lower_bound=0.0).sqrt()
 
 
 def _bb_width(period: int, nbdev: float, impl: str) -> pl.Expr:

@@ -21,21 +21,21 @@ NOT_1H = ("1m", "5m", "15m", "1d")
 
 def _obv_flow(period: int, impl: str) -> pl.Expr:
     del impl  # versioning only
+    # OBV's change over ``period`` bars / the volume of those bars (mean x period), from the
+    # ticker's row ``period`` on (skip=1: the window starts after the row the change is from).
     change = ind.obv("close", "volume").diff(period)
-    traded = ind.window_sum(pl.col("volume").cast(pl.Float64), period)
-    return ind.from_row(period, pl.when(traded > 0).then(change / traded).otherwise(0.0))
+    traded = ind.window_mean(pl.col("volume"), period, skip=1) * period
+    return pl.when(traded > 0).then(change / traded).when(traded == 0).then(0.0)
 
 
 def _volume_zscore(period: int, impl: str) -> pl.Expr:
     del impl
-    volume = pl.col("volume").cast(pl.Float64)
-    before = pl.struct(
-        v=volume,
-        mean=ind.window_mean(volume.shift(1), period),
-        sd=ind.window_std(volume.shift(1), period, ddof=1),
-    )
-    z = pl.when(pl.field("sd") > 0).then((pl.field("v") - pl.field("mean")) / pl.field("sd"))
-    return ind.from_row(period, before.struct.with_fields(z=z.otherwise(0.0)).struct.field("z"))
+    # The previous ``period`` bars' mean and sample deviation, in one pass; 0 on a flat window.
+    before = ind.window_mean(pl.col("volume"), period, lag=1, ddof=1)
+    parts = pl.struct(v=pl.col("volume").cast(pl.Float64), before=before)
+    mean, sd = pl.field("before").struct.field("mean"), pl.field("before").struct.field("sd")
+    z = pl.when(sd > 0).then((pl.field("v") - mean) / sd).when(sd == 0).then(0.0)
+    return parts.struct.with_fields(z=z).struct.field("z")
 
 
 def _mfi(period: int, impl: str) -> pl.Expr:
@@ -50,18 +50,23 @@ def _relative_volume_by_time(sessions: int, min_sessions: int, impl: str) -> pl.
 
 def _vwap_distance(period: int, impl: str) -> pl.Expr:
     del impl
-    # Bars without a vwap carry no weight.
-    weight = pl.when(pl.col("vwap") > 0).then(pl.col("volume")).otherwise(0.0).fill_null(0.0)
+    # Bars without a vwap carry no weight. Means of the window's dollars and shares: their ratio
+    # is that of the sums; null during the warm-up.
+    weighted = pl.col("vwap") > 0
+    weight = pl.when(weighted).then(pl.col("volume")).otherwise(0.0).fill_null(0.0)
+    dollars = pl.when(weighted).then(pl.col("vwap") * pl.col("volume")).otherwise(0.0)
     sums = pl.struct(
         c=pl.col("close"),
-        dollars=ind.window_sum((pl.col("vwap") * weight).fill_null(0.0), period),
-        shares=ind.window_sum(weight.cast(pl.Float64), period),
+        dollars=ind.window_mean(dollars.fill_null(0.0), period),
+        shares=ind.window_mean(weight, period),
     )
-    distance = pl.when((pl.field("shares") > 0) & (pl.field("dollars") > 0)).then(
-        pl.field("c") * pl.field("shares") / pl.field("dollars") - 1.0
+    distance = (
+        pl.when((pl.field("shares") > 0) & (pl.field("dollars") > 0))
+        .then(pl.field("c") * pl.field("shares") / pl.field("dollars") - 1.0)
+        .when(pl.field("shares").is_not_null())
+        .then(0.0)
     )
-    value = sums.struct.with_fields(d=distance.otherwise(0.0)).struct.field("d")
-    return ind.from_row(period - 1, value)
+    return sums.struct.with_fields(d=distance).struct.field("d")
 
 
 FEATURES: tuple[Feature, ...] = (
