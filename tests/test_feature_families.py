@@ -13,7 +13,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from ats_assets.features.definition import FAMILIES, TIMEFRAMES, Feature
-from ats_assets.features.families import microstructure, options_flow, pattern, price
+from ats_assets.features.families import microstructure, options_flow, pattern, price, volume
 from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
 
 MODULES = {"price": price, "pattern": pattern, "microstructure": microstructure}
@@ -318,6 +318,16 @@ def test_session_vwap_distance_uses_the_sessions_cumulative_vwap():
     expected = [c / v - 1 for c, v in zip([10.5, 11.0, 12.1, 19.0], session_vwap, strict=True)]
     assert _close(_values("session_vwap_distance", frame), expected)
     assert _values("session_vwap_distance", _bars(2, volume=0.0)) == [0.0, 0.0]
+
+
+def test_a_bar_without_a_finite_vwap_carries_no_weight():
+    vwap = [float("nan"), 10.0, float("inf")] + [10.0] * 19
+    frame = _bars(22, vwap=vwap, close=[10.5] * 22, volume=[100.0] * 22)
+    assert _close(_values("session_vwap_distance", frame), [0.0] + [0.05] * 21)
+    # the 20-bar VWAP: the window's bars that have one (19 of the 20 at rows 19-21)
+    (vwap_distance,) = (f for f in volume.FEATURES if f.name == "vwap_distance_20")
+    values = frame.select(vwap_distance.expr()).to_series().to_list()
+    assert _close(values[18:], [None, 0.05, 0.05, 0.05])
 
 
 def test_session_range_position_is_between_the_session_low_and_high():

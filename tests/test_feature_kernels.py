@@ -359,6 +359,34 @@ def test_session_kernels_restart_at_each_session_and_ticker() -> None:
     assert gaps[2] == pytest.approx(12.0 / 11.0 - 1)  # A's second session: open 12 / close 11
     assert gaps[4] == gaps[5] == pytest.approx(49.0 / 50.5 - 1)  # carried through the session
     assert got["position"].to_list() == pytest.approx([0.75, 2 / 3, 0.7, 0.75, 0.25, 2 / 3])
+    without_high = _session_frame().with_columns(
+        high=pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("high"))
+    )
+    position = without_high.select(ind.session_range_position()).to_series().to_list()
+    assert position[:3] == pytest.approx([0.75, 0.5, 0.7])  # no range for that bar: neutral
     # B's second session: the first bar has no vwap (no weight), the second weighs 30 at 48
     expected_vwap = [0.05, 11.0 * 400 / 4300 - 1, 12.2 / 12.0 - 1, 0.01, 0.0, 49.0 / 48.0 - 1]
     assert got["vwap"].to_list() == pytest.approx(expected_vwap)
+
+
+def test_window_skips_an_infinite_value_only_while_it_is_inside() -> None:
+    rng = np.random.default_rng(3)
+    x = 100.0 + rng.normal(0.0, 1.0, 300)
+    x[50] = np.inf  # a log of a zero price, say
+    frame = pl.DataFrame({"ticker": ["A"] * 300, "x": x})
+    got = frame.select(ind.window_mean("x", 20, ddof=1)).unnest("x")
+    expected = _rolling_reference(np.where(np.isfinite(x), x, np.nan), 20, 0, 0, 1)
+    assert got["mean"][50:70].null_count() == 20 and got["mean"][70:].null_count() == 0
+    np.testing.assert_allclose(got["mean"].fill_null(np.nan).to_numpy(), expected[0], rtol=1e-12)
+    np.testing.assert_allclose(got["sd"].fill_null(np.nan).to_numpy(), expected[1], rtol=1e-9)
+
+
+def test_window_deviation_stays_exact_after_a_level_shift() -> None:
+    # 50 zeros, then 1e9 + 0/1 alternating: far from the first window's reference, a small spread
+    x = np.concatenate([np.zeros(50), 1e9 + np.arange(250) % 2])
+    frame = pl.DataFrame({"ticker": ["A"] * 300, "x": x})
+    got = frame.select(ind.window_mean("x", 20, lag=1, ddof=1)).unnest("x")
+    expected = _rolling_reference(x, 20, 1, 0, 1)
+    np.testing.assert_allclose(got["sd"].fill_null(np.nan).to_numpy(), expected[1], rtol=1e-9)
+    bands = frame.select(ind.bbands_width("x", 20)).to_series().to_numpy()[80:]
+    np.testing.assert_allclose(bands, 4 * 0.5 / (1e9 + 0.5), rtol=1e-6)

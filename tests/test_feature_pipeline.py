@@ -206,5 +206,8 @@ def test_the_compiled_as_of_join_matches_polars_join_asof():
     assert got.to_list() == expected.to_list()
     assert got.to_list()[:4] == [2, 4, None, 8]  # the later of two bars at one time
 
+    categorical = bars.drop("bar").with_columns(pl.col("ticker").cast(pl.Categorical))
+    assert _last_completed(rows, categorical).to_list() == got.to_list()
+
     with pytest.raises(ValueError, match="sorted by ticker"):
         _last_completed(rows, bars.drop("bar").reverse())

@@ -149,7 +149,7 @@ def window_mean(
     that ends ``lag`` rows before the row (``lag=1``: the previous bars, not this one) and starts
     at or after the ticker's row ``skip`` (``skip=1`` where ``x`` on a ticker's first row reaches
     into the previous ticker, a return say); null before that (the warm-up) and while a value in
-    the window is null or NaN. With ``ddof``, a struct of ``mean`` and ``sd``, the standard
+    the window is null, NaN or infinite. With ``ddof``, a struct of ``mean`` and ``sd``, the standard
     deviation with that delta degrees of freedom, computed in the same pass.
 
     One compiled pass per ticker (``kernels.window_mean``): a ticker's values do not depend on

@@ -56,6 +56,7 @@ from numba import njit  # imported after the cache folder is chosen
 from ats_assets.features.indicators import EPSILON  # TA-Lib's TA_EPSILON, one definition
 
 REFRESH = 128  # rows between recomputations of a running window total
+DRIFT = 1e6  # a window's squared mean / variance about its reference that calls for a refresh
 # Row indices are unsigned: with signed ones every x[i - k] carries a negative-index check, which
 # keeps LLVM from vectorizing the loops (ROC: 5 ms -> 1.3 ms for 1.17M rows). An int literal would
 # turn an unsigned expression into a float, so index arithmetic uses these constants.
@@ -290,6 +291,15 @@ def macd(seg, x, fast, slow, signal):
 
 
 @njit(**_JIT)
+def _drifted(s1, s2, period):
+    """Whether the window's mean lies more than 1,000 deviations from the reference: the sums'
+    difference s2 - s1 m has then lost about six of its digits, and the window is summed afresh
+    (about a reference inside it, the mean can lie at most about sqrt(period) deviations away)."""
+    m = s1 / period
+    return m * m > DRIFT * max(s2 - s1 * m, 0.0) / period
+
+
+@njit(**_JIT)
 def _window_moments(x, i, p):
     """Sum of the window's values about its first one, of their squares, and the number of
     adjacent pairs that differ, computed afresh (the window of ``p`` rows ending at i)."""
@@ -309,8 +319,8 @@ def _window_moments(x, i, p):
 def bollinger(seg, x, period):
     """Mean and population standard deviation of each window of ``period`` rows, from row
     period - 1. Running sums of the values less a reference (the first value of the window at the
-    last refresh) keep the variance free of cancellation; a window without a price change has a
-    deviation of exactly 0."""
+    last refresh, or at the last drift of the mean far from it: ``_drifted``) keep the variance
+    free of cancellation; a window without a price change has a deviation of exactly 0."""
     b = _bounds(seg)
     n = x.shape[0]
     mean, sd = _nan(n), _nan(n)
@@ -328,6 +338,9 @@ def bollinger(seg, x, period):
                 s1 += new - old
                 s2 += new * new - old * old
                 changes += (x[i] != x[i - _1]) - (x[i + _1 - p] != x[i - p])
+                if changes and _drifted(s1, s2, period):
+                    ref, s1, s2, changes = _window_moments(x, i, p)
+                    since = 0
             since += 1
             if changes == 0:
                 mean[i] = x[i]
@@ -744,35 +757,36 @@ def time_window_sum(seg, ts, x, window):
 
 @njit(**_JIT)
 def _afresh(x, lo, hi):
-    """A window ``lo:hi`` summed afresh: a reference (its first value that is not NaN, else 0),
-    the sums of the other values' differences from it and of their squares, its NaN count, and
-    how many adjacent pairs in it differ."""
+    """A window ``lo:hi`` summed afresh: a reference (its first finite value, else 0), the sums
+    of the other finite values' differences from it and of their squares, its count of values
+    that are not finite (NaN, infinite), and how many adjacent pairs in it differ."""
     ref = 0.0
     for j in range(lo, hi):
-        if not math.isnan(x[j]):
+        if math.isfinite(x[j]):
             ref = x[j]
             break
-    s1, s2, nans, changes = 0.0, 0.0, 0, 0
+    s1, s2, bad, changes = 0.0, 0.0, 0, 0
     for j in range(lo, hi):
-        if math.isnan(x[j]):
-            nans += 1
-        else:
+        if math.isfinite(x[j]):
             d = x[j] - ref
             s1 += d
             s2 += d * d
+        else:
+            bad += 1
         if j > lo:
             changes += x[j] != x[j - _1]
-    return ref, s1, s2, nans, changes
+    return ref, s1, s2, bad, changes
 
 
 @njit(**_JIT)
 def _window_stats(seg, x, period, lag, skip, ddof, mean, sd):
     """Into ``mean`` (and ``sd`` unless it is empty): the mean (standard deviation with ``ddof``)
     of each window of ``period`` rows that ends ``lag`` rows before the row and starts at or
-    after the ticker's row ``skip``; NaN while the window holds a NaN. Running sums of the
-    differences from a reference keep the variance free of cancellation; they are summed afresh
-    every ``REFRESH`` windows (no residue builds up), and a window without a change in value has
-    exactly its value as mean and a deviation of exactly 0."""
+    after the ticker's row ``skip``; NaN while the window holds a NaN or an infinite value.
+    Running sums of the differences from a reference keep the variance free of cancellation:
+    they are summed afresh every ``REFRESH`` windows (no residue builds up) and whenever the
+    window's mean has drifted far from the reference (``_drifted``); a window without a change
+    in value has exactly its value as mean and a deviation of exactly 0."""
     b = _bounds(seg)
     p, back, first_row = U(period), U(lag), U(skip)
     with_sd = sd.shape[0] > 0
@@ -781,27 +795,29 @@ def _window_stats(seg, x, period, lag, skip, ddof, mean, sd):
         first = s + first_row + p - _1  # the first window's last row
         if first + back >= e:
             continue
-        ref, s1, s2, nans, changes, since = 0.0, 0.0, 0.0, 0, 0, REFRESH
+        ref, s1, s2, bad, changes, since = 0.0, 0.0, 0.0, 0, 0, REFRESH
         for end in range(first, e - back):
             lo = end + _1 - p
-            if since == REFRESH:
-                ref, s1, s2, nans, changes = _afresh(x, lo, end + _1)
-                since = 0
-            else:
+            if since < REFRESH:
                 old, new = x[lo - _1], x[end]
-                if math.isnan(old):
-                    nans -= 1
-                else:
+                if math.isfinite(old):
                     s1 -= old - ref
                     s2 -= (old - ref) * (old - ref)
-                if math.isnan(new):
-                    nans += 1
                 else:
+                    bad -= 1
+                if math.isfinite(new):
                     s1 += new - ref
                     s2 += (new - ref) * (new - ref)
+                else:
+                    bad += 1
                 changes += (new != x[end - _1]) - (x[lo] != old)
+                if bad == 0 and changes and _drifted(s1, s2, period):
+                    since = REFRESH
+            if since == REFRESH:
+                ref, s1, s2, bad, changes = _afresh(x, lo, end + _1)
+                since = 0
             since += 1
-            if nans:
+            if bad:
                 continue
             i = end + back
             if changes == 0:
@@ -840,7 +856,8 @@ def _new_session(session, i, s):
 @njit(**_JIT)
 def session_range_position(seg, session, high, low, close):
     """Where the close sits between the session's lowest low and highest high so far, 0-1; 0.5
-    while that range is empty or flat. NaN highs and lows are skipped."""
+    while that range is flat, and on a bar without a high or low (NaN: it adds nothing to the
+    range either)."""
     b = _bounds(seg)
     out = _nan(close.shape[0])
     for k in range(b.shape[0] - 1):
@@ -849,8 +866,10 @@ def session_range_position(seg, session, high, low, close):
         for i in range(s, e):
             if _new_session(session, i, s):
                 top, bottom = -np.inf, np.inf
-            top = max(top, high[i]) if high[i] == high[i] else top
-            bottom = min(bottom, low[i]) if low[i] == low[i] else bottom
+            if high[i] != high[i] or low[i] != low[i]:  # no range for this bar: neutral
+                out[i] = 0.5
+                continue
+            top, bottom = max(top, high[i]), min(bottom, low[i])
             width = top - bottom
             out[i] = (close[i] - bottom) / width if width > 0 else 0.5
     return out
@@ -859,7 +878,8 @@ def session_range_position(seg, session, high, low, close):
 @njit(**_JIT)
 def session_vwap_distance(seg, session, close, vwap, volume):
     """close / the session's volume-weighted average price so far - 1; 0 while the session has
-    no weight. A bar weighs its volume where its vwap is above 0 (a NaN vwap or volume: none)."""
+    no weight. A bar weighs its volume where its vwap is above 0 (a vwap or volume that is NaN or
+    infinite: none)."""
     b = _bounds(seg)
     out = _nan(close.shape[0])
     for k in range(b.shape[0] - 1):
@@ -868,7 +888,7 @@ def session_vwap_distance(seg, session, close, vwap, volume):
         for i in range(s, e):
             if _new_session(session, i, s):
                 dollars, shares = 0.0, 0.0
-            if vwap[i] > 0 and volume[i] == volume[i] and volume[i] != 0:
+            if vwap[i] > 0 and math.isfinite(vwap[i]) and math.isfinite(volume[i]):
                 dollars += vwap[i] * volume[i]
                 shares += volume[i]
             out[i] = close[i] * shares / dollars - 1.0 if shares > 0 and dollars > 0 else 0.0

@@ -64,15 +64,16 @@ def _last_completed(base: pl.DataFrame, bars: pl.DataFrame) -> pl.Series:
     """
     from ats_assets.features import minute_kernels as mk  # numba: loaded on first use
 
-    same = base["ticker"].dtype == bars["ticker"].dtype
-    tickers = base["ticker"].dtype
-    if not (same and isinstance(tickers, pl.Enum)):
-        tickers = ticker_enum(base["ticker"], bars["ticker"])
+    row_ticker, bar_ticker = base["ticker"], bars["ticker"]
+    tickers = row_ticker.dtype
+    if not (isinstance(tickers, pl.Enum) and bar_ticker.dtype == tickers):  # the pipeline's
+        row_ticker, bar_ticker = row_ticker.cast(pl.String), bar_ticker.cast(pl.String)
+        tickers = ticker_enum(row_ticker, bar_ticker)
     found, ordered = mk.as_of(
-        ticker_codes(bars["ticker"], tickers),
+        ticker_codes(bar_ticker, tickers),
         epoch_ns(bars["available_at"]),
         len(tickers.categories) + 1,
-        ticker_codes(base["ticker"], tickers),
+        ticker_codes(row_ticker, tickers),
         epoch_ns(base["ts"] + MINUTE),
     )
     if not ordered:

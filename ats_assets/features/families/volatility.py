@@ -3,7 +3,8 @@
 All scale-free: ATR as a fraction of the close, volatilities of log prices per bar (not
 annualised: multiply by sqrt(bars per year) to annualise), band width as a fraction of the middle
 band. Windows run on the bars of each timeframe, continuously across sessions (so overnight gaps
-count as one bar's move), and are null during each ticker's warm-up (``warmup_bars``).
+count as one bar's move), and are null during each ticker's warm-up (``warmup_bars``) and while
+they hold a bar whose prices are missing (null) or give no finite log (a price of 0).
 
 Every feature carries ``impl`` (a digest of the indicators module) among its parameters, so that
 its version changes when the shared indicator code does. Features whose warm-up exceeds the 14

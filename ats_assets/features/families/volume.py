@@ -3,7 +3,8 @@
 Scale-free: OBV (a running sum of shares) is used as its change over a window divided by the
 volume traded in it, volumes are compared with the same ticker's own history, prices with a
 volume-weighted average. Windows run on the bars of each timeframe, continuously across sessions,
-and are null during each ticker's warm-up (``warmup_bars``).
+and are null during each ticker's warm-up (``warmup_bars``) and while they hold a bar whose input
+is missing (a null volume, say).
 
 Every feature carries ``impl`` (a digest of the indicators module) among its parameters, so that
 its version changes when the shared indicator code does. Features whose warm-up exceeds the 14
@@ -52,7 +53,7 @@ def _vwap_distance(period: int, impl: str) -> pl.Expr:
     del impl
     # Bars without a vwap carry no weight. Means of the window's dollars and shares: their ratio
     # is that of the sums; null during the warm-up.
-    weighted = pl.col("vwap") > 0
+    weighted = (pl.col("vwap") > 0) & pl.col("vwap").is_finite()  # polars orders NaN above 0
     weight = pl.when(weighted).then(pl.col("volume")).otherwise(0.0).fill_null(0.0)
     dollars = pl.when(weighted).then(pl.col("vwap") * pl.col("volume")).otherwise(0.0)
     sums = pl.struct(
