@@ -10,7 +10,14 @@ from polars.testing import assert_frame_equal
 
 from ats_assets.core.calendar import nyse_calendar
 from ats_assets.features.definition import FAMILIES, TIMEFRAMES, Feature
-from ats_assets.features.frames import minute_frame, resample
+from ats_assets.features.frames import (
+    BAR_VALUES,
+    FLOW_SUMS,
+    QUOTE_MEANS,
+    TRADE_SUMS,
+    minute_frame,
+    resample,
+)
 from ats_assets.features.pipeline import _last_completed, compute_day, compute_days
 from ats_assets.features.registry import catalogue, catalogue_version, registry_frame
 from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
@@ -211,3 +218,65 @@ def test_the_compiled_as_of_join_matches_polars_join_asof():
 
     with pytest.raises(ValueError, match="sorted by ticker"):
         _last_completed(rows, bars.drop("bar").reverse())
+
+
+def _polars_resample(minute: pl.DataFrame, timeframe: str) -> pl.DataFrame:
+    """The bars ``frames.resample`` must give, as polars aggregations (without available_at)."""
+    keys = [pl.col("ticker").rle_id().alias("_run"), pl.col("session").alias("_session")]
+    if timeframe != "1d":
+        size = {"5m": 5, "15m": 15, "1h": 60}[timeframe]
+        keys.append((pl.col("minute_of_session") // size).alias("_bucket"))
+    weight = pl.col("volume")
+    spread = pl.col("effective_spread_bps")
+    return (
+        minute.group_by(keys, maintain_order=True)
+        .agg(
+            ticker=pl.col("ticker").first(),
+            session=pl.col("session").first(),
+            ts=pl.col("ts").first(),
+            minute_of_session=pl.col("minute_of_session").first(),
+            open=pl.col("open").first(),
+            high=pl.col("high").max(),
+            low=pl.col("low").min(),
+            close=pl.col("close").last(),
+            vwap=pl.when(weight.sum() > 0)
+            .then((pl.col("vwap") * weight).sum() / weight.sum())
+            .otherwise(pl.col("close").last()),
+            volume=weight.sum(),
+            trade_count=pl.col("trade_count").sum(),
+            **{c: pl.col(c).mean() for c in QUOTE_MEANS},
+            effective_spread_bps=(
+                (spread * pl.col("trades")).sum()
+                / pl.when(spread.is_not_null()).then(pl.col("trades")).sum()
+            ).fill_nan(None),
+            **{c: pl.col(c).sum() for c in (*TRADE_SUMS, *FLOW_SUMS)},
+        )
+        .select("ticker", "session", "ts", "minute_of_session", *BAR_VALUES)
+    )
+
+
+@pytest.mark.parametrize("timeframe", ["5m", "15m", "1h", "1d"])
+def test_compiled_resampling_matches_polars_aggregations_with_missing_values(market, timeframe):
+    days = nyse_calendar().sessions_between(date(2024, 3, 4), date(2024, 3, 5))
+    data = raw(market, days)
+    minute = minute_frame(data["bars"], data["quotes"], data["trades"], data["options_flow"])
+    holes = pl.int_range(pl.len()) % 17 == 3  # nulls in every aggregated column, now and then
+    minute = minute.with_columns(
+        pl.when(holes).then(None).otherwise(pl.col(c)).alias(c) for c in BAR_VALUES
+    ).with_columns(  # and a whole 5-minute bar of one ticker without volume or quotes
+        pl.when(pl.int_range(pl.len()) < 5).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("volume", "effective_spread_bps", *QUOTE_MEANS)
+    )
+    expected = _polars_resample(minute, timeframe)
+    for frame in (minute, minute.with_columns(pl.col("ticker").cast(pl.Categorical))):
+        got = resample(frame, timeframe).drop("available_at")
+        assert_frame_equal(
+            got.with_columns(pl.col("ticker").cast(pl.String)),
+            expected,
+            check_exact=False,
+            rel_tol=1e-12,
+        )
+    if timeframe == "5m":  # the bar without volume or quotes: its last close, no spreads
+        first = expected.row(0, named=True)
+        assert first["vwap"] == first["close"] and first["volume"] == 0
+        assert first["quoted_spread"] is None and first["effective_spread_bps"] is None

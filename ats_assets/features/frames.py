@@ -26,6 +26,21 @@ FLOW_SUMS = (
     "flow_count",
 )
 TRADE_SUMS = ("buy_volume", "sell_volume", "trades")
+QUOTE_MEANS = ("quoted_spread", "quoted_spread_bps", "quote_imbalance")
+# The columns resample aggregates (as float64).
+BAR_VALUES = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "vwap",
+    "volume",
+    "trade_count",
+    *QUOTE_MEANS,
+    "effective_spread_bps",
+    *TRADE_SUMS,
+    *FLOW_SUMS,
+)
 
 
 def ticker_enum(*tickers: pl.Series) -> pl.Enum:
@@ -178,41 +193,45 @@ def resample(minute: pl.DataFrame, timeframe: str) -> pl.DataFrame:
     """
     if timeframe == "1m":
         return minute.with_columns(available_at=pl.col("ts") + MINUTE)
-    # The frame is sorted by ticker and ts, so each output bar is a run of consecutive rows:
-    # numbering the runs gives one integer group key, much cheaper to group on than three.
-    parts = [pl.col("ticker"), pl.col("session")]
-    if timeframe != "1d":
-        parts.append(pl.col("minute_of_session") // TIMEFRAME_MINUTES[timeframe])
-    starts = pl.any_horizontal([(e != e.shift(1)).fill_null(True) for e in parts])
-    keys = [starts.cum_sum().alias("_bucket")]
-    weight = pl.col("volume")
-    bars = (
-        minute.group_by(keys, maintain_order=True)
-        .agg(
-            ticker=pl.col("ticker").first(),
-            session=pl.col("session").first(),
-            ts=pl.col("ts").first(),
-            minute_of_session=pl.col("minute_of_session").first(),
-            _last=pl.col("ts").last() + MINUTE,
-            open=pl.col("open").first(),
-            high=pl.col("high").max(),
-            low=pl.col("low").min(),
-            close=pl.col("close").last(),
-            vwap=pl.when(weight.sum() > 0)
-            .then((pl.col("vwap") * weight).sum() / weight.sum())
-            .otherwise(pl.col("close").last()),
-            volume=weight.sum(),
-            trade_count=pl.col("trade_count").sum(),
-            quoted_spread=pl.col("quoted_spread").mean(),
-            quoted_spread_bps=pl.col("quoted_spread_bps").mean(),
-            quote_imbalance=pl.col("quote_imbalance").mean(),
-            effective_spread_bps=(
-                (pl.col("effective_spread_bps") * pl.col("trades")).sum()
-                / pl.when(pl.col("effective_spread_bps").is_not_null()).then(pl.col("trades")).sum()
-            ).fill_nan(None),
-            **{c: pl.col(c).sum() for c in (*TRADE_SUMS, *FLOW_SUMS)},
-        )
-        .drop("_bucket")
+    from ats_assets.features import minute_kernels as mk  # numba: loaded on first use
+
+    # The frame is sorted by ticker and ts, so each output bar is a run of consecutive rows (of
+    # one ticker, session and bucket of the session's minutes): one compiled pass finds the
+    # runs, one per column aggregates them. Nulls are skipped as polars' aggregations skip them.
+    size = TIMEFRAME_MINUTES.get(timeframe)
+    bucket = pl.col("minute_of_session") // size if size else pl.lit(0)
+    keys = minute.select(
+        pl.col("ticker").rle_id().cast(pl.Int64),
+        pl.col("session").to_physical().cast(pl.Int64),
+        bucket.cast(pl.Int64).fill_null(-1),
+    )
+    starts = mk.bucket_starts(*(_read_only(keys.to_series(i).to_numpy()) for i in range(3)))
+    first, last = starts[:-1], starts[1:] - 1
+    bars = minute.select("ticker", "session", "ts", "minute_of_session")[pl.Series(first)]
+    bars = bars.with_columns(_last=minute["ts"].gather(pl.Series(last)) + MINUTE)
+    x = {c: _read_only(minute[c].cast(pl.Float64).to_numpy()) for c in BAR_VALUES}
+
+    def reduce(column: str, how: int) -> np.ndarray:
+        return mk.bucket_reduce(x[column], starts, how)
+
+    close = x["close"][last]
+    dollars, volume, _ = mk.bucket_weighted(x["vwap"], x["volume"], starts)
+    spread, _, weight = mk.bucket_weighted(x["effective_spread_bps"], x["trades"], starts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = {
+            "open": x["open"][first],
+            "high": reduce("high", mk.MAX),
+            "low": reduce("low", mk.MIN),
+            "close": close,
+            "vwap": np.where(volume > 0, dollars / volume, close),  # no volume: the last close
+            "volume": volume,
+            "trade_count": reduce("trade_count", mk.SUM),
+            **{c: reduce(c, mk.MEAN) for c in QUOTE_MEANS},
+            "effective_spread_bps": spread / weight,  # trade-weighted; NaN (null) without trades
+            **{c: reduce(c, mk.SUM) for c in (*TRADE_SUMS, *FLOW_SUMS)},
+        }
+    bars = bars.with_columns(
+        pl.Series(name, column, nan_to_null=True) for name, column in values.items()
     )
     # A bar is known when its window ends (a bucket of the session, or the session itself), at
     # the latest at the close; not at its last row's minute, which for a bar still being built

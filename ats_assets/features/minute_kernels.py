@@ -1,5 +1,7 @@
-"""Compiled passes that build the minute frame: quotes, trades and options flow summed into the
-1-minute bar of their ticker and minute (see ``frames.minute_frame``).
+"""Compiled passes over bar frames: the minute frame (quotes, trades and options flow summed into
+the 1-minute bar of their ticker and minute, ``frames.minute_frame``), its resampling into
+coarser bars (``frames.resample``: runs of rows found once, each column aggregated in one pass)
+and the as-of join of those bars back onto the 1-minute rows (``pipeline._last_completed``).
 
 Tickers are small integer *codes* (one code per distinct ticker of all the inputs) and times
 int64 nanoseconds since the epoch. The bars are put in (code, ts) order with a stable counting
@@ -236,3 +238,86 @@ def as_of(bar_code, bar_time, codes, row_code, row_time):
         if at >= lo:
             found[i] = at
     return found, True
+
+
+@njit(**_JIT)
+def bucket_starts(seg, session, bucket):
+    """The first row of each run of rows with the same ticker run (``seg``), session and bucket,
+    then the number of rows: bar k of the resampled frame is rows ``starts[k]:starts[k + 1]``."""
+    n = seg.shape[0]
+    count = 0
+    for i in range(n):
+        if (
+            i == 0
+            or seg[i] != seg[i - 1]
+            or session[i] != session[i - 1]
+            or bucket[i] != bucket[i - 1]
+        ):
+            count += 1
+    starts = np.empty(count + 1, np.int64)
+    k = 0
+    for i in range(n):
+        if (
+            i == 0
+            or seg[i] != seg[i - 1]
+            or session[i] != session[i - 1]
+            or bucket[i] != bucket[i - 1]
+        ):
+            starts[k] = i
+            k += 1
+    starts[count] = n
+    return starts
+
+
+SUM, MAX, MIN, MEAN = 0, 1, 2, 3  # bucket_reduce's reductions
+
+
+@njit(**_JIT)
+def bucket_reduce(x, starts, how):
+    """Per bar (``starts``), x's SUM (0 without values), MAX, MIN or MEAN (NaN without values);
+    NaN values (nulls) are skipped, as polars' aggregations skip nulls."""
+    bars = starts.shape[0] - 1
+    out = np.empty(bars)
+    for k in range(bars):
+        total, have = 0.0, 0
+        if how == MAX:
+            total = -np.inf
+        elif how == MIN:
+            total = np.inf
+        for i in range(starts[k], starts[k + 1]):
+            v = x[i]
+            if v != v:
+                continue
+            have += 1
+            if how == MAX:
+                total = max(total, v)
+            elif how == MIN:
+                total = min(total, v)
+            else:
+                total += v
+        if how == SUM:
+            out[k] = total
+        elif have == 0:
+            out[k] = np.nan
+        elif how == MEAN:
+            out[k] = total / have
+        else:
+            out[k] = total
+    return out
+
+
+@njit(**_JIT)
+def bucket_weighted(x, w, starts):
+    """Per bar: the sum of x w over rows where both are known (not NaN), the sum of w where w is
+    known, and the sum of w where both are."""
+    bars = starts.shape[0] - 1
+    product, weight, paired = np.zeros(bars), np.zeros(bars), np.zeros(bars)
+    for k in range(bars):
+        for i in range(starts[k], starts[k + 1]):
+            if w[i] != w[i]:
+                continue
+            weight[k] += w[i]
+            if x[i] == x[i]:
+                product[k] += x[i] * w[i]
+                paired[k] += w[i]
+    return product, weight, paired
