@@ -241,28 +241,25 @@ def as_of(bar_code, bar_time, codes, row_code, row_time):
 
 
 @njit(**_JIT)
+def _new_bar(seg, session, bucket, i):
+    """Whether row i starts a bar: the first row, or a change of ticker run, session or bucket."""
+    return (
+        i == 0 or seg[i] != seg[i - 1] or session[i] != session[i - 1] or bucket[i] != bucket[i - 1]
+    )
+
+
+@njit(**_JIT)
 def bucket_starts(seg, session, bucket):
     """The first row of each run of rows with the same ticker run (``seg``), session and bucket,
     then the number of rows: bar k of the resampled frame is rows ``starts[k]:starts[k + 1]``."""
     n = seg.shape[0]
     count = 0
     for i in range(n):
-        if (
-            i == 0
-            or seg[i] != seg[i - 1]
-            or session[i] != session[i - 1]
-            or bucket[i] != bucket[i - 1]
-        ):
-            count += 1
+        count += _new_bar(seg, session, bucket, i)
     starts = np.empty(count + 1, np.int64)
     k = 0
     for i in range(n):
-        if (
-            i == 0
-            or seg[i] != seg[i - 1]
-            or session[i] != session[i - 1]
-            or bucket[i] != bucket[i - 1]
-        ):
+        if _new_bar(seg, session, bucket, i):
             starts[k] = i
             k += 1
     starts[count] = n
