@@ -290,7 +290,7 @@ def _rolling_reference(x: np.ndarray, period: int, lag: int, skip: int, ddof: in
 )
 def test_window_mean_and_std_match_numpy_per_ticker(period, lag, skip, ddof) -> None:
     frame = _window_frame(11)
-    got = frame.select(ind.window_mean("x", period, lag=lag, skip=skip, ddof=ddof)).unnest("x")
+    got = frame.select(ind.window_mean_std("x", period, ddof=ddof, lag=lag, skip=skip)).unnest("x")
     assert len(frame) > 6 * kernels.REFRESH
     for ticker, part in frame.with_columns(got).group_by("ticker", maintain_order=True):
         x = part["x"].fill_null(np.nan).to_numpy()
@@ -303,7 +303,7 @@ def test_window_mean_and_std_match_numpy_per_ticker(period, lag, skip, ddof) -> 
         assert (sd[flat] == 0.0).all() and (mean[flat] == x[199]).all(), ticker
         assert part["mean"].null_count() == np.isnan(expected[0]).sum()
     alone = _window_frame(11).filter(pl.col("ticker") == "B")
-    by_itself = alone.select(ind.window_mean("x", period, lag=lag, skip=skip, ddof=ddof))
+    by_itself = alone.select(ind.window_mean_std("x", period, ddof=ddof, lag=lag, skip=skip))
     together = frame.with_columns(got).filter(pl.col("ticker") == "B").select("mean", "sd")
     assert (
         _bits(by_itself.unnest("x")["mean"].fill_null(0.0))
@@ -313,7 +313,7 @@ def test_window_mean_and_std_match_numpy_per_ticker(period, lag, skip, ddof) -> 
 
 def test_window_std_and_mean_alone_agree_with_the_pair() -> None:
     frame = _window_frame(12)
-    pair = frame.select(ind.window_mean("x", 20, ddof=1)).unnest("x")
+    pair = frame.select(ind.window_mean_std("x", 20, ddof=1)).unnest("x")
     mean = frame.select(ind.window_mean("x", 20)).to_series()
     std = frame.select(ind.window_std("x", 20, ddof=1)).to_series()
     assert mean.equals(pair["mean"], check_names=False)
@@ -324,7 +324,7 @@ def test_window_refuses_bad_offsets() -> None:
     with pytest.raises(ValueError, match="lag, skip"):
         ind.window_mean("x", 20, lag=-1)
     with pytest.raises(ValueError, match="ddof"):
-        ind.window_mean("x", 1, ddof=1)
+        ind.window_mean_std("x", 1, ddof=1)
     with pytest.raises(ValueError, match="positive"):
         ind.window_mean("x", 0)
 
@@ -374,7 +374,7 @@ def test_window_skips_an_infinite_value_only_while_it_is_inside() -> None:
     x = 100.0 + rng.normal(0.0, 1.0, 300)
     x[50] = np.inf  # a log of a zero price, say
     frame = pl.DataFrame({"ticker": ["A"] * 300, "x": x})
-    got = frame.select(ind.window_mean("x", 20, ddof=1)).unnest("x")
+    got = frame.select(ind.window_mean_std("x", 20, ddof=1)).unnest("x")
     expected = _rolling_reference(np.where(np.isfinite(x), x, np.nan), 20, 0, 0, 1)
     assert got["mean"][50:70].null_count() == 20 and got["mean"][70:].null_count() == 0
     np.testing.assert_allclose(got["mean"].fill_null(np.nan).to_numpy(), expected[0], rtol=1e-12)
@@ -385,7 +385,7 @@ def test_window_deviation_stays_exact_after_a_level_shift() -> None:
     # 50 zeros, then 1e9 + 0/1 alternating: far from the first window's reference, a small spread
     x = np.concatenate([np.zeros(50), 1e9 + np.arange(250) % 2])
     frame = pl.DataFrame({"ticker": ["A"] * 300, "x": x})
-    got = frame.select(ind.window_mean("x", 20, lag=1, ddof=1)).unnest("x")
+    got = frame.select(ind.window_mean_std("x", 20, ddof=1, lag=1)).unnest("x")
     expected = _rolling_reference(x, 20, 1, 0, 1)
     np.testing.assert_allclose(got["sd"].fill_null(np.nan).to_numpy(), expected[1], rtol=1e-9)
     bands = frame.select(ind.bbands_width("x", 20)).to_series().to_numpy()[80:]

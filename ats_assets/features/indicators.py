@@ -142,26 +142,28 @@ def from_row(row: int, value: pl.Expr) -> pl.Expr:
 # -- windows -----------------------------------------------------------------------------------
 
 
-def window_mean(
-    x: IntoExpr, period: int, *, lag: int = 0, skip: int = 0, ddof: int | None = None
-) -> pl.Expr:
+def window_mean(x: IntoExpr, period: int, *, lag: int = 0, skip: int = 0) -> pl.Expr:
     """Mean of the ticker's last ``period`` values of ``x``: those of the window of ``period`` rows
     that ends ``lag`` rows before the row (``lag=1``: the previous bars, not this one) and starts
     at or after the ticker's row ``skip`` (``skip=1`` where ``x`` on a ticker's first row reaches
     into the previous ticker, a return say); null before that (the warm-up) and while a value in
-    the window is null, NaN or infinite. With ``ddof``, a struct of ``mean`` and ``sd``, the standard
-    deviation with that delta degrees of freedom, computed in the same pass.
+    the window is null, NaN or infinite.
 
     One compiled pass per ticker (``kernels.window_mean``): a ticker's values do not depend on
     the other tickers in the frame, bit for bit, and a window without a change in value has
-    exactly that value as mean and a deviation of exactly 0.
+    exactly that value as mean (and a deviation of exactly 0, :func:`window_mean_std`).
     """
-    if lag < 0 or skip < 0 or (ddof is not None and not 0 <= ddof < period):
-        raise ValueError(
-            f"window: need lag, skip >= 0 and 0 <= ddof < period, got {lag, skip, ddof}"
-        )
-    if ddof is None:
-        return _kernel("window_mean", [x], period, offsets=(lag, skip), allow_missing=True)
+    _check_window(period, lag, skip, 0)
+    return _kernel("window_mean", [x], period, offsets=(lag, skip), allow_missing=True)
+
+
+def window_mean_std(
+    x: IntoExpr, period: int, *, ddof: int = 0, lag: int = 0, skip: int = 0
+) -> pl.Expr:
+    """A struct of ``mean`` and ``sd`` of the window :func:`window_mean` averages, computed in
+    one pass: ``sd`` is the standard deviation with ``ddof`` delta degrees of freedom (``ddof=1``:
+    the sample's)."""
+    _check_window(period, lag, skip, ddof)
     return _kernel(
         "window_mean_std",
         [x],
@@ -173,8 +175,16 @@ def window_mean(
 
 
 def window_std(x: IntoExpr, period: int, *, ddof: int = 0, lag: int = 0, skip: int = 0) -> pl.Expr:
-    """Standard deviation of the window :func:`window_mean` averages (``ddof=1``: the sample's)."""
-    return window_mean(x, period, lag=lag, skip=skip, ddof=ddof).struct.field("sd")
+    """The ``sd`` of :func:`window_mean_std`."""
+    return window_mean_std(x, period, ddof=ddof, lag=lag, skip=skip).struct.field("sd")
+
+
+def _check_window(period: int, lag: int, skip: int, ddof: int) -> None:
+    """Offsets a window takes; ``period`` itself is checked by :func:`_kernel`."""
+    if lag < 0 or skip < 0 or ddof < 0 or (period > 0 and ddof >= period):
+        raise ValueError(
+            f"window: need lag, skip >= 0 and 0 <= ddof < period, got {lag, skip, ddof}"
+        )
 
 
 def session_range_position(
@@ -223,8 +233,8 @@ def _kernel(
     """The kernel ``kernels.<name>`` over ``inputs`` (as float64) and ``params``, restarted at each
     ticker: a float64 column, or a struct of ``outputs`` for a multi-output kernel; the kernel's
     NaN (warm-up) becomes null. Numeric ``params`` must be positive and ``offsets`` (integer
-    params after them) at least 0 (ValueError when the expression is built); an input with a null or NaN is an error unless ``allow_missing`` (the
-    kernel then handles NaN itself)."""
+    params after them) at least 0 (ValueError when the expression is built); an input with a
+    null or NaN is an error unless ``allow_missing`` (the kernel then handles NaN itself)."""
 
     bad = [p for p in params if not isinstance(p, bool) and not p > 0]
     if bad:
@@ -539,7 +549,7 @@ def warm_up() -> float:
         relative_to_time_of_day().alias("relative"),
         time_window_sum("volume", timedelta(minutes=60)).alias("window"),
         window_mean("volume", 20).alias("mean"),
-        window_mean("volume", 20, lag=1, ddof=1).alias("mean_std"),
+        window_mean_std("volume", 20, ddof=1, lag=1).alias("mean_std"),
         overnight_gap("close", "close").alias("gap"),
         session_range_position().alias("position"),
         session_vwap_distance("close", "close", "volume").alias("vwap"),

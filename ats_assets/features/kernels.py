@@ -300,55 +300,13 @@ def _drifted(s1, s2, period):
 
 
 @njit(**_JIT)
-def _window_moments(x, i, p):
-    """Sum of the window's values about its first one, of their squares, and the number of
-    adjacent pairs that differ, computed afresh (the window of ``p`` rows ending at i)."""
-    ref = x[i + _1 - p]
-    s1 = 0.0
-    s2 = 0.0
-    changes = 0
-    for j in range(i + _2 - p, i + _1):
-        d = x[j] - ref
-        s1 += d
-        s2 += d * d
-        changes += x[j] != x[j - _1]
-    return ref, s1, s2, changes
-
-
-@njit(**_JIT)
 def bollinger(seg, x, period):
     """Mean and population standard deviation of each window of ``period`` rows, from row
-    period - 1. Running sums of the values less a reference (the first value of the window at the
-    last refresh, or at the last drift of the mean far from it: ``_drifted``) keep the variance
-    free of cancellation; a window without a price change has a deviation of exactly 0."""
-    b = _bounds(seg)
-    n = x.shape[0]
-    mean, sd = _nan(n), _nan(n)
-    p = U(period)
-    for k in range(b.shape[0] - 1):
-        s, e = b[k], b[k + 1]
-        ref, s1, s2, changes, since = 0.0, 0.0, 0.0, 0, REFRESH
-        for i in range(s + p - _1, e):
-            if since == REFRESH:
-                ref, s1, s2, changes = _window_moments(x, i, p)
-                since = 0
-            else:
-                old = x[i - p] - ref
-                new = x[i] - ref
-                s1 += new - old
-                s2 += new * new - old * old
-                changes += (x[i] != x[i - _1]) - (x[i + _1 - p] != x[i - p])
-                if changes and _drifted(s1, s2, period):
-                    ref, s1, s2, changes = _window_moments(x, i, p)
-                    since = 0
-            since += 1
-            if changes == 0:
-                mean[i] = x[i]
-                sd[i] = 0.0
-            else:
-                m = s1 / period
-                mean[i] = ref + m
-                sd[i] = math.sqrt(max(s2 / period - m * m, 0.0))
+    period - 1: the families' window pass (``_window_stats``: running sums about a reference,
+    summed afresh every ``REFRESH`` windows and on a drift of the mean, so the variance is free
+    of cancellation; a window without a price change has a deviation of exactly 0)."""
+    mean, sd = _nan(x.shape[0]), _nan(x.shape[0])
+    _window_stats(seg, x, period, 0, 0, 0, mean, sd)
     return mean, sd
 
 

@@ -54,7 +54,7 @@ def _premium_zscore(bars: int, min_std: float, impl: str) -> pl.Expr:
     # scores a large but finite value (about ln(premium) / min_std) instead of infinity.
     premium = pl.col("call_premium").fill_null(0.0) + pl.col("put_premium").fill_null(0.0)
     x = premium.clip(lower_bound=0.0).log1p()
-    parts = pl.struct(x=x, before=ind.window_mean(x, bars, lag=1, ddof=1))
+    parts = pl.struct(x=x, before=ind.window_mean_std(x, bars, ddof=1, lag=1))
     mean, std = pl.field("before").struct.field("mean"), pl.field("before").struct.field("sd")
     z = (pl.field("x") - mean) / pl.max_horizontal(std, pl.lit(min_std))
     return parts.struct.with_fields(z=z).struct.field("z")

@@ -32,7 +32,7 @@ def _obv_flow(period: int, impl: str) -> pl.Expr:
 def _volume_zscore(period: int, impl: str) -> pl.Expr:
     del impl
     # The previous ``period`` bars' mean and sample deviation, in one pass; 0 on a flat window.
-    before = ind.window_mean(pl.col("volume"), period, lag=1, ddof=1)
+    before = ind.window_mean_std(pl.col("volume"), period, ddof=1, lag=1)
     parts = pl.struct(v=pl.col("volume").cast(pl.Float64), before=before)
     mean, sd = pl.field("before").struct.field("mean"), pl.field("before").struct.field("sd")
     z = pl.when(sd > 0).then((pl.field("v") - mean) / sd).when(sd == 0).then(0.0)
