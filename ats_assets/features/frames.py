@@ -26,7 +26,7 @@ FLOW_SUMS = (
     "flow_count",
 )
 TRADE_SUMS = ("buy_volume", "sell_volume", "trades")
-QUOTE_MEANS = ("quoted_spread", "quoted_spread_bps", "quote_imbalance")
+QUOTE_MEANS = ("quoted_spread", "quoted_spread_bps", "quote_imbalance")  # per-minute quote means
 # The columns resample aggregates (as float64).
 BAR_VALUES = (
     "open",
@@ -118,9 +118,9 @@ def minute_frame(
     )
     bar_ts = epoch_ns(frame["ts"])
     bar_code = _read_only(bar_code[perm])
-    names = (*mk.QUOTE_COLUMNS, *mk.TRADE_COLUMNS, *FLOW_SUMS)
+    names = (*QUOTE_MEANS, *mk.TRADE_COLUMNS, *FLOW_SUMS)
     enriched = np.zeros((len(names), len(frame)))  # one row per column; the kernels fill them
-    quoted, traded, flowed = np.split(enriched, [len(mk.QUOTE_COLUMNS), -len(FLOW_SUMS)])
+    quoted, traded, flowed = np.split(enriched, [len(QUOTE_MEANS), -len(FLOW_SUMS)])
 
     # polars orders NaN above every number: a NaN bid or ask is not a valid quote either
     bid_ask = pl.col("bid", "ask")

@@ -19,7 +19,6 @@ from numba import njit  # imported after the cache folder is chosen (by kernels)
 from ats_assets.features.kernels import _JIT  # also chooses numba's cache folder
 
 MINUTE_NS = 60_000_000_000
-QUOTE_COLUMNS = ("quoted_spread", "quoted_spread_bps", "quote_imbalance")
 TRADE_COLUMNS = ("buy_volume", "sell_volume", "effective_spread_bps", "trades")
 
 
