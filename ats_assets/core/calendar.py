@@ -7,6 +7,7 @@ timezone-aware UTC; the exchange time zone only appears at the edges.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
@@ -107,7 +108,7 @@ class TradingCalendar:
             raise CalendarError(f"empty date range: {start} is after {end}")
         self._check_range(start)
         self._check_range(end)
-        return [d for d in self._days if start <= d <= end]
+        return self._days[bisect_left(self._days, start) : bisect_right(self._days, end)]
 
     def sessions_in_window(self, start: datetime, end: datetime) -> list[date]:
         """Sessions whose date, read in the window's own time zone, lies in ``[start, end)``.
@@ -116,15 +117,15 @@ class TradingCalendar:
         partition time window (of one or many partitions) to the sessions it covers.
         """
         first, last = start.date(), end.date()
-        return [d for d in self._days if first <= d < last]
+        return self._days[bisect_left(self._days, first) : bisect_left(self._days, last)]
 
     def previous_session(self, day: date) -> date:
         """The last session strictly before ``day``."""
         self._check_range(day)
-        earlier = [d for d in self._days if d < day]
+        earlier = bisect_left(self._days, day)  # the sessions before day: days[:earlier]
         if not earlier:
             raise CalendarError(f"no session before {day} in the calendar")
-        return earlier[-1]
+        return self._days[earlier - 1]
 
     def non_session_weekdays(self, start: date, end: date) -> list[date]:
         """Weekdays in ``[start, end]`` on which the exchange is closed (holidays, ad-hoc closures)."""
