@@ -13,8 +13,11 @@ the bar opening at t (known at t + 1 minute) gets a higher timeframe's values fr
 completed by then.
 """
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from functools import partial
 from itertools import groupby
 
 import numpy as np
@@ -52,7 +55,9 @@ def _evaluate(bars: pl.DataFrame, columns: list[pl.Expr]) -> pl.DataFrame:
     return bars.select(columns).fill_nan(None)
 
 
-def _last_completed(base: pl.DataFrame, bars: pl.DataFrame) -> pl.Series:
+def _last_completed(
+    base: pl.DataFrame, bars: pl.DataFrame, keys: tuple[np.ndarray, np.ndarray] | None = None
+) -> pl.Series:
     """For each row of ``base``, the row of ``bars`` it gets: an index of polars' index type.
 
     That is the last bar of the row's ticker with ``available_at`` <= the row's ts + 1 minute:
@@ -60,7 +65,8 @@ def _last_completed(base: pl.DataFrame, bars: pl.DataFrame) -> pl.Series:
     instead of a join, which would need both sides sorted by time and the result sorted back.
     ``bars`` must be sorted by ticker with ``available_at`` ascending within each ticker (bars
     sorted by ticker and ts are); ``base`` may be in any order. The index is null where the
-    ticker has no bar complete yet (or no bars at all).
+    ticker has no bar complete yet (or no bars at all). ``keys``, :func:`_row_keys` of ``base``,
+    saves computing them again when several timeframes join the same rows.
     """
     from ats_assets.features import minute_kernels as mk  # numba: loaded on first use
 
@@ -69,16 +75,24 @@ def _last_completed(base: pl.DataFrame, bars: pl.DataFrame) -> pl.Series:
     if not (isinstance(tickers, pl.Enum) and bar_ticker.dtype == tickers):  # the pipeline's
         row_ticker, bar_ticker = row_ticker.cast(pl.String), bar_ticker.cast(pl.String)
         tickers = ticker_enum(row_ticker, bar_ticker)
+        keys = _row_keys(base.with_columns(row_ticker.cast(tickers)))
+    row_code, row_time = keys or _row_keys(base)
     found, ordered = mk.as_of(
         ticker_codes(bar_ticker, tickers),
         epoch_ns(bars["available_at"]),
         len(tickers.categories) + 1,
-        ticker_codes(row_ticker, tickers),
-        epoch_ns(base["ts"] + MINUTE),
+        row_code,
+        row_time,
     )
     if not ordered:
         raise ValueError("bars must be sorted by ticker, then available_at within each ticker")
     return pl.Series(np.ma.masked_array(found, mask=found < 0)).cast(pl.get_index_type())
+
+
+def _row_keys(base: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`_last_completed` matches ``base``'s rows on (``ticker`` an Enum): the ticker's
+    code and the time the row's bar completes (ts + 1 minute) in nanoseconds."""
+    return ticker_codes(base["ticker"], base["ticker"].dtype), epoch_ns(base["ts"] + MINUTE)
 
 
 def _compute_block(
@@ -99,6 +113,7 @@ def _compute_block(
     requested = window["session"].is_in(days)
     base = window.select(_IDS).filter(requested)
     parts = [base.with_columns(pl.col("ticker").cast(pl.String))]  # the Enum stays internal
+    keys = _row_keys(base)  # once for the four timeframes joined back
     for timeframe, exprs in columns.items():
         if not exprs:
             continue
@@ -110,7 +125,7 @@ def _compute_block(
             bars = bars.sort("ticker", "ts")
         else:
             bars = intraday[timeframe].filter(pl.col("session").is_between(first_minute, days[-1]))
-        rows = _last_completed(base, bars)
+        rows = _last_completed(base, bars, keys)
         # Indexing with a Series of the index type is a plain gather (half the time of a
         # select of gathers); a null index gives a null row.
         parts.append(_evaluate(bars, exprs)[rows])
@@ -155,9 +170,10 @@ def compute_days(
         .rechunk()
     )
     daily = daily.with_columns(pl.col("ticker").cast(tickers))
-    intraday = {
-        tf: resample(minute, tf) for tf in TIMEFRAMES if tf not in ("1m", "1d") and columns[tf]
-    }
+    # The three resamplings in threads: their compiled passes release the GIL (1 core idle else).
+    wanted = [tf for tf in TIMEFRAMES if tf not in ("1m", "1d") and columns[tf]]
+    with ThreadPoolExecutor(max(1, min(len(wanted), os.cpu_count() or 1))) as pool:
+        intraday = dict(zip(wanted, pool.map(partial(resample, minute), wanted), strict=True))
     return pl.concat([_compute_block(minute, intraday, daily, block, columns) for block in blocks])
 
 
