@@ -9,6 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from ats_assets.core.calendar import nyse_calendar
+from ats_assets.features import pipeline
 from ats_assets.features.definition import FAMILIES, TIMEFRAMES, Feature
 from ats_assets.features.frames import (
     BAR_VALUES,
@@ -18,7 +19,13 @@ from ats_assets.features.frames import (
     minute_frame,
     resample,
 )
-from ats_assets.features.pipeline import _last_completed, compute_day, compute_days
+from ats_assets.features.pipeline import (
+    MINUTE_LOOKBACK_SESSIONS,
+    _last_completed,
+    compute_day,
+    compute_days,
+    minute_lookback,
+)
 from ats_assets.features.registry import catalogue, catalogue_version, registry_frame
 from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
 
@@ -143,6 +150,20 @@ def test_a_day_is_identical_alone_and_inside_a_30_day_backfill(market):
     day = backfill[17]
     alone = compute_day(minute, daily, day, catalogue())
     assert_frame_equal(alone, together.filter(pl.col("session") == day))
+
+
+def test_each_minute_feature_gets_the_history_its_warm_up_needs(market, monkeypatch):
+    lookback = {f.name: minute_lookback(f) for f in catalogue() if "1m" in f.timeframes}
+    assert lookback["relative_volume_tod_5"] == MINUTE_LOOKBACK_SESSIONS == 2  # 780 bars
+    assert lookback["overnight_gap"] == lookback["rsi_14"] == lookback["doji"] == 1
+    days = nyse_calendar().sessions_between(date(2024, 3, 1), date(2024, 3, 18))
+    data = raw(market, days)
+    trimmed = features_for(data, days[-3:])
+    # every feature on the longest history instead: recursive filters (EMA, ADX) then start
+    # one session earlier, which moves values by float32 rounding at most
+    monkeypatch.setattr(pipeline, "minute_lookback", lambda feature: MINUTE_LOOKBACK_SESSIONS)
+    full = features_for(data, days[-3:])
+    assert_frame_equal(trimmed, full, check_exact=False, rel_tol=1e-6, abs_tol=1e-8)
 
 
 def test_higher_timeframes_use_only_completed_bars(market):

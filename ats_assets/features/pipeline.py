@@ -2,11 +2,13 @@
 
 Sessions are computed in fixed *blocks* of ``BLOCK_SESSIONS`` consecutive sessions of the
 calendar (session ordinal // 5). A block is evaluated in one vectorised pass over its sessions
-plus the ``MINUTE_LOOKBACK_SESSIONS`` before it (1-minute data) and the
-``DAILY_LOOKBACK_SESSIONS`` before it (daily bars). Because features only look backwards, a
-session's values depend only on its block's start and the session itself, never on which other
-sessions are computed with it: day D is identical computed alone or inside any backfill, and the
-extra work for look-back is a fraction of a block rather than a copy per day.
+plus the ``DAILY_LOOKBACK_SESSIONS`` before it (daily bars) and, on 1-minute data, the sessions
+its features' warm-ups need: one for most, ``MINUTE_LOOKBACK_SESSIONS`` for the relative volume
+(see :func:`minute_lookback`); the 5m/15m/1h bars of the ``MINUTE_LOOKBACK_SESSIONS``.
+Because features only look backwards, a session's values depend only on its block's start and
+the session itself, never on which other sessions are computed with it: day D is identical
+computed alone or inside any backfill, and the extra work for look-back is a fraction of a block
+rather than a copy per day.
 
 Each timeframe's features are joined back to the 1-minute rows as of ``available_at``: the row of
 the bar opening at t (known at t + 1 minute) gets a higher timeframe's values from the last bar
@@ -36,6 +38,7 @@ from ats_assets.features.frames import (
 
 BLOCK_SESSIONS = 5
 MINUTE_LOOKBACK_SESSIONS = 2  # 1-minute history before a block (relative volume, warm-ups)
+SESSION_MINUTES = 390  # 1-minute bars of a regular session (a half day has 210)
 DAILY_LOOKBACK_SESSIONS = 40  # daily indicators (SMA 20, ADX 14 ...) warm up on these
 # The most 1-minute / daily history one session can need: its block's earlier sessions too.
 MINUTE_HISTORY_SESSIONS = MINUTE_LOOKBACK_SESSIONS + BLOCK_SESSIONS - 1
@@ -95,30 +98,56 @@ def _row_keys(base: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return ticker_codes(base["ticker"], base["ticker"].dtype), epoch_ns(base["ts"] + MINUTE)
 
 
+def minute_lookback(feature: Feature) -> int:
+    """Sessions of 1-minute history a block gives ``feature`` on 1m: as many as its warm-up
+    needs (one for up to ``SESSION_MINUTES`` bars), at least one (recursive filters such as EMA
+    and ADX then start 210 bars or more before the block, after a half day too), at most
+    ``MINUTE_LOOKBACK_SESSIONS``."""
+    sessions = -(-feature.warmup_bars // SESSION_MINUTES)
+    return min(MINUTE_LOOKBACK_SESSIONS, max(1, sessions))
+
+
+def _evaluate_minutes(
+    minute: pl.DataFrame, start: date, days: list[date], groups: dict[int, list[pl.Expr]]
+) -> pl.DataFrame:
+    """The 1m feature expressions of ``groups`` (by sessions of look-back) for ``days``, rows in
+    ``minute``'s order: each group on its own look-back and only the columns it reads, so the
+    many features that need one session of history do not carry a second one."""
+    parts = []
+    for sessions, exprs in groups.items():
+        first = sessions_before(start, sessions)[0]
+        read = {"session", *(name for e in exprs for name in e.meta.root_names())}
+        window = minute.select(c for c in minute.columns if c in read)
+        window = window.filter(pl.col("session").is_between(first, days[-1]))
+        parts.append(_evaluate(window, exprs).filter(window["session"].is_in(days)))
+    return pl.concat(parts, how="horizontal")
+
+
 def _compute_block(
     minute: pl.DataFrame,
     intraday: dict[str, pl.DataFrame],
     daily: pl.DataFrame,
     days: list[date],
     columns: dict[str, list[pl.Expr]],
+    minute_groups: dict[int, list[pl.Expr]],
 ) -> pl.DataFrame:
     """The feature ``columns`` of each timeframe for ``days``, sessions of one block.
 
-    ``intraday`` holds the 5m / 15m / 1h bars of ``minute`` (see :func:`compute_days`).
+    ``intraday`` holds the 5m / 15m / 1h bars of ``minute``, ``minute_groups`` the 1m features
+    by their look-back (see :func:`compute_days`).
     """
     start = block_start(days[0])
     first_minute = sessions_before(start, MINUTE_LOOKBACK_SESSIONS)[0]
     first_daily = sessions_before(start, DAILY_LOOKBACK_SESSIONS)[0]
-    window = minute.filter(pl.col("session").is_between(first_minute, days[-1]))  # ticker, ts order
-    requested = window["session"].is_in(days)
-    base = window.select(_IDS).filter(requested)
+    base = minute.select(_IDS).filter(pl.col("session").is_in(days))  # ticker, ts order
     parts = [base.with_columns(pl.col("ticker").cast(pl.String))]  # the Enum stays internal
     keys = _row_keys(base)  # once for the four timeframes joined back
     for timeframe, exprs in columns.items():
         if not exprs:
             continue
         if timeframe == "1m":  # each row is its own bar: no join, same order as base
-            parts.append(_evaluate(window, exprs).filter(requested))
+            evaluated = _evaluate_minutes(minute, start, days, minute_groups)
+            parts.append(evaluated.select(e.meta.output_name() for e in exprs))
             continue
         if timeframe == "1d":
             bars = daily.filter(pl.col("session").is_between(first_daily, days[-1]))
@@ -156,6 +185,10 @@ def compute_days(
         ]
         for timeframe in TIMEFRAMES
     }
+    minute_groups: dict[int, list[pl.Expr]] = {}
+    for f, expr in built:
+        if "1m" in f.timeframes:
+            minute_groups.setdefault(minute_lookback(f), []).append(expr.alias(f.column("1m")))
     # The 1-minute rows that some block reads, in one chunk (many chunks slow the group-bys and
     # make every NumPy view of a column a copy), and their bars: a bar lies within one session,
     # so it is the same whichever sessions are resampled with it, and each timeframe is
@@ -174,7 +207,9 @@ def compute_days(
     wanted = [tf for tf in TIMEFRAMES if tf not in ("1m", "1d") and columns[tf]]
     with ThreadPoolExecutor(max(1, min(len(wanted), os.cpu_count() or 1))) as pool:
         intraday = dict(zip(wanted, pool.map(partial(resample, minute), wanted), strict=True))
-    return pl.concat([_compute_block(minute, intraday, daily, block, columns) for block in blocks])
+    return pl.concat(
+        [_compute_block(minute, intraday, daily, block, columns, minute_groups) for block in blocks]
+    )
 
 
 def compute_day(
