@@ -13,7 +13,6 @@ import polars as pl
 from ats_assets.core.tables import markdown_table
 from ats_assets.features import analysis
 from ats_assets.features.frames import minute_frame, resample
-from ats_assets.features.indicators import warm_up
 from ats_assets.features.pipeline import (
     DAILY_HISTORY_SESSIONS,
     MINUTE_HISTORY_SESSIONS,
@@ -102,7 +101,6 @@ def features(
     daily_bars: pl.DataFrame,
 ) -> dg.Output:
     sessions = sessions_for_window(context.partition_time_window)
-    context.log.info(f"compiled feature kernels loaded in {warm_up():.1f} s")
     minute = minute_frame(raw_bars, raw_quotes, raw_trades, options_flow)
     table = compute_days(minute, daily_bars, sessions, catalogue())
     context.log.info(f"features for {sessions[0]} .. {sessions[-1]}: {len(table):,} rows")

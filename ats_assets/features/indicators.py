@@ -66,7 +66,6 @@ TA-Lib conventions followed (where a value differs from a textbook formula, TA-L
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -509,13 +508,8 @@ def time_window_sum(x: IntoExpr, window: timedelta) -> pl.Expr:
 def warm_up() -> float:
     """Load every kernel, the minute frame's too, into this process (compiling it first if
     numba's cache has none: about 15 s once per install, then about 1.5 s per process), so that
-    the first features computed are not delayed; returns the seconds taken. Run at image build,
-    before a live session and by the ``features`` asset.
-
-    Last, it collects garbage and freezes what is left (``gc.freeze``): the objects of the
-    imports (dagster, numba, polars: about 270k) and the kernels live as long as the process, and
-    the cyclic collector's full passes, which scanned them all each time (0.12 s each, one of
-    them inside every features run before), now skip them."""
+    the first features computed are not delayed; returns the seconds taken. Run at image build
+    and before a live session."""
     began = time.perf_counter()
     rows = 40
     frame = pl.DataFrame(
@@ -561,8 +555,6 @@ def warm_up() -> float:
         session_vwap_distance("close", "close", "volume").alias("vwap"),
     )
     _warm_minute_frame(frame)
-    gc.collect()
-    gc.freeze()
     return time.perf_counter() - began
 
 
