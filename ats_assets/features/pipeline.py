@@ -3,7 +3,7 @@
 Sessions are computed in fixed *blocks* of ``BLOCK_SESSIONS`` consecutive sessions of the
 calendar (session ordinal // 5). A block is evaluated in one vectorised pass over its sessions
 plus the ``DAILY_LOOKBACK_SESSIONS`` before it (daily bars) and, on 1-minute data, the sessions
-its features' warm-ups need: one for most, ``MINUTE_LOOKBACK_SESSIONS`` for the relative volume
+its features' warm-ups need: one for most, ``MINUTE_LOOKBACK_SESSIONS`` for the longer ones
 (see :func:`minute_lookback`); the 5m/15m/1h bars of the ``MINUTE_LOOKBACK_SESSIONS``.
 Because features only look backwards, a session's values depend only on its block's start and
 the session itself, never on which other sessions are computed with it: day D is identical
@@ -38,7 +38,7 @@ from ats_assets.features.frames import (
 
 BLOCK_SESSIONS = 5
 MINUTE_LOOKBACK_SESSIONS = 2  # 1-minute history before a block (relative volume, warm-ups)
-SESSION_MINUTES = 390  # 1-minute bars of a regular session (a half day has 210)
+SHORTEST_SESSION_MINUTES = 210  # 1-minute bars of a half day (a regular session has 390)
 DAILY_LOOKBACK_SESSIONS = 40  # daily indicators (SMA 20, ADX 14 ...) warm up on these
 # The most 1-minute / daily history one session can need: its block's earlier sessions too.
 MINUTE_HISTORY_SESSIONS = MINUTE_LOOKBACK_SESSIONS + BLOCK_SESSIONS - 1
@@ -99,11 +99,11 @@ def _row_keys(base: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def minute_lookback(feature: Feature) -> int:
-    """Sessions of 1-minute history a block gives ``feature`` on 1m: as many as its warm-up
-    needs (one for up to ``SESSION_MINUTES`` bars), at least one (recursive filters such as EMA
-    and ADX then start 210 bars or more before the block, after a half day too), at most
+    """Sessions of 1-minute history a block gives ``feature`` on 1m: enough for its warm-up
+    even when they are half days (one for up to ``SHORTEST_SESSION_MINUTES`` bars), at least one
+    (recursive filters such as EMA and ADX then start 210 bars or more before the block), at most
     ``MINUTE_LOOKBACK_SESSIONS``."""
-    sessions = -(-feature.warmup_bars // SESSION_MINUTES)
+    sessions = -(-feature.warmup_bars // SHORTEST_SESSION_MINUTES)
     return min(MINUTE_LOOKBACK_SESSIONS, max(1, sessions))
 
 
