@@ -152,6 +152,16 @@ def test_a_day_is_identical_alone_and_inside_a_30_day_backfill(market):
     assert_frame_equal(alone, together.filter(pl.col("session") == day))
 
 
+def test_blocks_computed_at_once_give_the_frame_of_one_at_a_time(market, monkeypatch):
+    days = nyse_calendar().sessions_between(date(2024, 2, 1), date(2024, 3, 1))
+    data = raw(market, days)
+    requested = days[-12:]
+    assert len({pipeline.block_start(d) for d in requested}) >= 3
+    together = features_for(data, requested)  # BLOCKS_AT_ONCE blocks in threads
+    monkeypatch.setattr(pipeline, "BLOCKS_AT_ONCE", 1)
+    assert_frame_equal(together, features_for(data, requested))  # rows in block order, same bits
+
+
 def test_each_minute_feature_gets_the_history_its_warm_up_needs(market, monkeypatch):
     lookback = {f.name: minute_lookback(f) for f in catalogue() if "1m" in f.timeframes}
     assert lookback["relative_volume_tod_5"] == MINUTE_LOOKBACK_SESSIONS == 2  # 780 bars

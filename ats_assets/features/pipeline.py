@@ -37,6 +37,7 @@ from ats_assets.features.frames import (
 )
 
 BLOCK_SESSIONS = 5
+BLOCKS_AT_ONCE = 2  # blocks computed at the same time (threads)
 MINUTE_LOOKBACK_SESSIONS = 2  # 1-minute history before a block (relative volume, warm-ups)
 SHORTEST_SESSION_MINUTES = 210  # 1-minute bars of a half day (a regular session has 390)
 DAILY_LOOKBACK_SESSIONS = 40  # daily indicators (SMA 20, ADX 14 ...) warm up on these
@@ -207,9 +208,15 @@ def compute_days(
     wanted = [tf for tf in TIMEFRAMES if tf not in ("1m", "1d") and columns[tf]]
     with ThreadPoolExecutor(max(1, min(len(wanted), os.cpu_count() or 1))) as pool:
         intraday = dict(zip(wanted, pool.map(partial(resample, minute), wanted), strict=True))
-    return pl.concat(
-        [_compute_block(minute, intraday, daily, block, columns, minute_groups) for block in blocks]
-    )
+
+    # Two blocks at a time: one block's serial stretches (Python between the selects, filters,
+    # the kernels' GIL-held wrappers) overlap the other's parallel work. On the 2-core machine
+    # features took 4-12% less time in six alternating pairs, for one more block's temporaries.
+    def compute(block: list[date]) -> pl.DataFrame:
+        return _compute_block(minute, intraday, daily, block, columns, minute_groups)
+
+    with ThreadPoolExecutor(max(1, min(BLOCKS_AT_ONCE, len(blocks)))) as pool:
+        return pl.concat(list(pool.map(compute, blocks)))  # in block order
 
 
 def compute_day(
