@@ -15,6 +15,7 @@ from polars.testing import assert_frame_equal
 from ats_assets.features.definition import FAMILIES, TIMEFRAMES, Feature
 from ats_assets.features.families import microstructure, options_flow, pattern, price, volume
 from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
+from tests.bars_reference import polars_resample
 
 MODULES = {"price": price, "pattern": pattern, "microstructure": microstructure}
 MODULES["options_flow"] = options_flow
@@ -92,41 +93,11 @@ def _minute_bars(market: SimulatedMarket, day: date) -> pl.DataFrame:
     )
 
 
-def _resample(minute: pl.DataFrame, timeframe: str) -> pl.DataFrame:
-    """Coarser bars inside each session (1d: one bar per session)."""
-    keys: list = ["ticker", "session"]
-    if timeframe != "1d":
-        size = {"5m": 5, "15m": 15, "1h": 60}[timeframe]
-        keys.append((pl.col("minute_of_session") // size).alias("_bucket"))
-    volume = pl.col("volume")
-    return (
-        minute.group_by(keys, maintain_order=True)
-        .agg(
-            ts=pl.col("ts").first(),
-            minute_of_session=pl.col("minute_of_session").first(),
-            open=pl.col("open").first(),
-            high=pl.col("high").max(),
-            low=pl.col("low").min(),
-            close=pl.col("close").last(),
-            vwap=(pl.col("vwap") * volume).sum() / volume.sum(),
-            volume=volume.sum(),
-            trade_count=pl.col("trade_count").sum(),
-            quoted_spread=pl.col("quoted_spread").mean(),
-            quoted_spread_bps=pl.col("quoted_spread_bps").mean(),
-            quote_imbalance=pl.col("quote_imbalance").mean(),
-            effective_spread_bps=pl.col("effective_spread_bps").mean(),
-            **{c: pl.col(c).sum() for c in SUMS},
-        )
-        .drop("_bucket", strict=False)
-        .sort("ticker", "ts")
-    )
-
-
 @pytest.fixture(scope="module")
 def frames() -> dict[str, pl.DataFrame]:
     market = SimulatedMarket(SimulationConfig(seed=3, n_tickers=3))
     minute = pl.concat([_minute_bars(market, d) for d in DAYS]).sort("ticker", "ts")
-    return {"1m": minute, **{tf: _resample(minute, tf) for tf in TIMEFRAMES if tf != "1m"}}
+    return {"1m": minute, **{tf: polars_resample(minute, tf) for tf in TIMEFRAMES if tf != "1m"}}
 
 
 def _evaluate(frame: pl.DataFrame, features=FEATURES, timeframe: str = "1m") -> pl.DataFrame:

@@ -13,9 +13,7 @@ from ats_assets.features import pipeline
 from ats_assets.features.definition import FAMILIES, TIMEFRAMES, Feature
 from ats_assets.features.frames import (
     BAR_VALUES,
-    FLOW_SUMS,
     QUOTE_MEANS,
-    TRADE_SUMS,
     minute_frame,
     resample,
 )
@@ -28,6 +26,7 @@ from ats_assets.features.pipeline import (
 )
 from ats_assets.features.registry import catalogue, catalogue_version, registry_frame
 from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
+from tests.bars_reference import polars_resample
 
 NY = ZoneInfo("America/New_York")
 TICKERS = 6
@@ -273,41 +272,6 @@ def test_the_compiled_as_of_join_matches_polars_join_asof():
         _last_completed(rows, bars.drop("bar").reverse())
 
 
-def _polars_resample(minute: pl.DataFrame, timeframe: str) -> pl.DataFrame:
-    """The bars ``frames.resample`` must give, as polars aggregations (without available_at)."""
-    keys = [pl.col("ticker").rle_id().alias("_run"), pl.col("session").alias("_session")]
-    if timeframe != "1d":
-        size = {"5m": 5, "15m": 15, "1h": 60}[timeframe]
-        keys.append((pl.col("minute_of_session") // size).alias("_bucket"))
-    weight = pl.col("volume")
-    spread = pl.col("effective_spread_bps")
-    return (
-        minute.group_by(keys, maintain_order=True)
-        .agg(
-            ticker=pl.col("ticker").first(),
-            session=pl.col("session").first(),
-            ts=pl.col("ts").first(),
-            minute_of_session=pl.col("minute_of_session").first(),
-            open=pl.col("open").first(),
-            high=pl.col("high").max(),
-            low=pl.col("low").min(),
-            close=pl.col("close").last(),
-            vwap=pl.when(weight.sum() > 0)
-            .then((pl.col("vwap") * weight).sum() / weight.sum())
-            .otherwise(pl.col("close").last()),
-            volume=weight.sum(),
-            trade_count=pl.col("trade_count").sum(),
-            **{c: pl.col(c).mean() for c in QUOTE_MEANS},
-            effective_spread_bps=(
-                (spread * pl.col("trades")).sum()
-                / pl.when(spread.is_not_null()).then(pl.col("trades")).sum()
-            ).fill_nan(None),
-            **{c: pl.col(c).sum() for c in (*TRADE_SUMS, *FLOW_SUMS)},
-        )
-        .select("ticker", "session", "ts", "minute_of_session", *BAR_VALUES)
-    )
-
-
 @pytest.mark.parametrize("timeframe", ["5m", "15m", "1h", "1d"])
 def test_compiled_resampling_matches_polars_aggregations_with_missing_values(market, timeframe):
     days = nyse_calendar().sessions_between(date(2024, 3, 4), date(2024, 3, 5))
@@ -320,7 +284,7 @@ def test_compiled_resampling_matches_polars_aggregations_with_missing_values(mar
         pl.when(pl.int_range(pl.len()) < 5).then(None).otherwise(pl.col(c)).alias(c)
         for c in ("volume", "effective_spread_bps", *QUOTE_MEANS)
     )
-    expected = _polars_resample(minute, timeframe)
+    expected = polars_resample(minute, timeframe)
     for frame in (minute, minute.with_columns(pl.col("ticker").cast(pl.Categorical))):
         got = resample(frame, timeframe).drop("available_at")
         assert_frame_equal(
