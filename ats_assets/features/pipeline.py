@@ -38,7 +38,7 @@ from ats_assets.features.frames import (
 
 BLOCK_SESSIONS = 5
 BLOCKS_AT_ONCE = 2  # blocks computed at the same time (threads)
-MINUTE_LOOKBACK_SESSIONS = 2  # 1-minute history before a block (relative volume, warm-ups)
+MINUTE_LOOKBACK_SESSIONS = 2  # the most 1-minute history a block gives a feature (minute_lookback)
 SHORTEST_SESSION_MINUTES = 210  # 1-minute bars of a half day (a regular session has 390)
 DAILY_LOOKBACK_SESSIONS = 40  # daily indicators (SMA 20, ADX 14 ...) warm up on these
 # The most 1-minute / daily history one session can need: its block's earlier sessions too.
