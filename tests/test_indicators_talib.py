@@ -23,7 +23,9 @@ from ats_assets.core.calendar import nyse_calendar
 from ats_assets.features import indicators as ind
 from ats_assets.features.definition import FAMILIES, TIMEFRAMES, Feature
 from ats_assets.features.families import momentum, trend, volatility, volume
+from ats_assets.features.frames import BAR_VALUES
 from ats_resources.simulation.market import SimulatedMarket, SimulationConfig
+from tests.bars_reference import polars_resample
 
 RTOL, ATOL = 1e-6, 1e-9
 MODULES = {"momentum": momentum, "trend": trend, "volatility": volatility, "volume": volume}
@@ -437,25 +439,11 @@ def test_family_evaluates_without_gaps_after_warmup(minutes, feature_values, fam
 
 
 def _resample(minute: pl.DataFrame, timeframe: str) -> pl.DataFrame:
-    keys: list = ["ticker", "session"]
-    if timeframe != "1d":
-        size = {"5m": 5, "15m": 15, "1h": 60}[timeframe]
-        keys.append((pl.col("minute_of_session") // size).alias("_bucket"))
-    volume = pl.col("volume")
-    return (
-        minute.group_by(keys, maintain_order=True)
-        .agg(
-            ts=pl.col("ts").first(),
-            minute_of_session=pl.col("minute_of_session").first(),
-            open=pl.col("open").first(),
-            high=pl.col("high").max(),
-            low=pl.col("low").min(),
-            close=pl.col("close").last(),
-            vwap=(pl.col("vwap") * volume).sum() / volume.sum(),
-            volume=volume.sum(),
-        )
-        .drop("_bucket", strict=False)
-        .sort("ticker", "ts")
+    """Coarser bars by the shared reference; these bars have no quote, trade or flow columns,
+    which it then aggregates as missing (null)."""
+    absent = [c for c in BAR_VALUES if c not in minute.columns]
+    return polars_resample(
+        minute.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in absent), timeframe
     )
 
 
